@@ -1,0 +1,81 @@
+"""Atomic file output: write beside the destination, then rename, so no partial file is ever left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the destination's folder; on success rename it onto `path`.
+
+    The parent folder is created. On an exception the temporary file is removed and `path` is left
+    as it was (absent, or its previous content).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success its files are moved into `path`.
+
+    Used for outputs made of several files (an `.mhd` with its `.raw`, a DICOM series): every file
+    is complete before any of them appears under its final name.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path))
+    try:
+        yield tmp
+        # Data files first, headers last: a reader never finds a header whose data is missing.
+        names = sorted(os.listdir(tmp), key=lambda n: n.endswith(".mhd"))
+        for name in names:
+            os.replace(tmp / name, path / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save `array` to `path` (`.npy`) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_csv(path: str | os.PathLike, frame, **kwargs) -> None:
+    """Write a pandas DataFrame to CSV atomically (`index=False` unless given)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
+
+
+def save_figure(path: str | os.PathLike, fig, **kwargs) -> None:
+    """Save a matplotlib figure atomically; the format follows `path`'s suffix."""
+    kwargs.setdefault("dpi", 120)
+    kwargs.setdefault("bbox_inches", "tight")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
