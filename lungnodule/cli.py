@@ -1,0 +1,91 @@
+"""The `lungnodule` command: synthetic data, LUNA16 evaluation, the demo and detection.
+
+Run `lungnodule COMMAND --help` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import generate_dataset
+
+    out = generate_dataset(args.out, n_scans=args.scans, seed=args.seed, preset=args.preset,
+                           n_subsets=args.subsets, workers=args.workers)
+    print(f"synthetic LUNA16-format dataset: {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_files
+
+    evaluate_files(args.annotations, args.excluded, args.seriesuids, args.results, args.outdir,
+                   name=args.name, n_bootstrap=args.bootstrap, seed=args.seed)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir,
+             n_scans=args.scans, seed=args.seed, stages=args.stages)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `lungnodule` command."""
+    parser = argparse.ArgumentParser(prog="lungnodule", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic dataset in exact LUNA16 layout")
+    p.add_argument("--out", required=True, help="output folder (LUNA16 layout: subset*/, CSVs)")
+    p.add_argument("--scans", type=int, default=40, help="number of scans (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--preset", choices=["demo", "luna", "tiny"], default="demo",
+                   help="demo: sized for the CPU demo; luna: 512x512 LUNA16-like scans; tiny: for tests")
+    p.add_argument("--subsets", type=int, default=10, help="number of subset folders (default 10, as LUNA16)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("evaluate", help="LUNA16 FROC / CPM evaluation (noduleCADEvaluationLUNA16.py arguments)")
+    p.add_argument("annotations", help="annotations.csv")
+    p.add_argument("excluded", help="annotations_excluded.csv")
+    p.add_argument("seriesuids", help="seriesuids.csv (no header): the scans FPs per scan are divided by")
+    p.add_argument("results", help="CAD results CSV: seriesuid,coordX,coordY,coordZ,probability")
+    p.add_argument("outdir", help="output folder")
+    p.add_argument("--name", default=None, help="name used in output file names (default: results file stem)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="scan-level bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("demo", help="run every stage on the synthetic dataset and write Results/")
+    p.add_argument("--data-root", default="data/synthetic", help="dataset folder (generated if missing)")
+    p.add_argument("--work-dir", default="data/work", help="intermediate files and models")
+    p.add_argument("--results-dir", default="Results", help="figures and summary.md")
+    p.add_argument("--scans", type=int, default=40, help="synthetic scans to generate (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data generation and training (default 0)")
+    p.add_argument("--stages", nargs="+", default=None, help="run only these steps (default: all)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lungnodule` console script; returns the exit status."""
+    from .errors import DataError, ModelMissingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ModelMissingError) as exc:
+        print(f"lungnodule {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Shared fixtures. TensorFlow is the default Keras backend; logs are kept quiet."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A LUNA16-layout synthetic dataset (tiny preset, 6 scans in 3 subsets, seed 0)."""
+    from lungnodule.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("tiny_luna")
+    generate_dataset(root, n_scans=6, seed=0, preset="tiny", n_subsets=3, progress=False)
+    return root
