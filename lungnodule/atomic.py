@@ -45,7 +45,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         # Data files first, headers last: a reader never finds a header whose data is missing.
-        names = sorted(os.listdir(tmp), key=lambda n: n.endswith(".mhd"))
+        names = sorted(os.listdir(tmp), key=lambda n: n.endswith((".mhd", ".nhdr")))
         for name in names:
             os.replace(tmp / name, path / name)
     finally:

@@ -146,7 +146,7 @@ def _is_volume_file(path: Path) -> bool:
 
 _SITK_BYTES = {
     "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
 }
 
 
@@ -169,9 +169,14 @@ def _check_mhd(path: Path) -> None:
             raise DataError(path, f"corrupt MetaImage header: no {key} field")
     try:
         dims = [int(v) for v in header["DimSize"].split()]
+        ndims = int(header["NDims"])
+        channels = int(header.get("ElementNumberOfChannels", "1"))
     except ValueError:
-        raise DataError(path, f"corrupt MetaImage header: DimSize {header['DimSize']!r}") from None
-    if len(dims) != int(header["NDims"]) or len(dims) != 3:
+        raise DataError(
+            path, f"corrupt MetaImage header: NDims {header['NDims']!r}, DimSize {header['DimSize']!r} or "
+            f"ElementNumberOfChannels {header.get('ElementNumberOfChannels', '1')!r} is not an integer"
+        ) from None
+    if len(dims) != ndims or len(dims) != 3:
         raise DataError(path, f"expected a 3-D volume, header has NDims={header['NDims']} DimSize={dims}")
     data = header["ElementDataFile"]
     if data == "LOCAL" or data.startswith("LIST") or "%" in data:
@@ -181,7 +186,6 @@ def _check_mhd(path: Path) -> None:
         raise DataError(path, f"data file {data_path} named by ElementDataFile is missing")
     compressed = header.get("CompressedData", "False").lower() == "true"
     bytes_per = _SITK_BYTES.get(header["ElementType"])
-    channels = int(header.get("ElementNumberOfChannels", "1"))
     if not compressed and bytes_per:
         expected = int(np.prod(dims)) * bytes_per * channels
         actual = data_path.stat().st_size
@@ -255,7 +259,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, compress: bool = False
     if not _is_volume_file(path):
         raise ValueError(f"{path}: unsupported output format; use one of {', '.join(VOLUME_SUFFIXES)}")
     image = volume.to_sitk()
-    if path.suffix.lower() == ".mhd":
+    if path.suffix.lower() in (".mhd", ".nhdr"):
+        # Header + data file: both are written under their final names in a temporary folder.
         with atomic_dir(path.parent) as tmp:
             sitk.WriteImage(image, str(tmp / path.name), compress)
     else:
