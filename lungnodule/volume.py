@@ -193,12 +193,13 @@ def _check_mhd(path: Path) -> None:
             raise DataError(data_path, f"truncated data file: {actual} bytes, header {path.name} needs {expected}")
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
     """Read a CT volume: `.mhd/.raw`, `.mha`, `.nrrd`, `.nii(.gz)`, or a folder holding one DICOM series.
 
     Values are returned as stored in the file (LUNA16 `.mhd` files are int16 HU; DICOM is rescaled to
     HU). Raises :class:`DataError` naming the file for a missing file, corrupt header, missing or
-    truncated data file, or anything that is not a 3-D scalar volume.
+    truncated data file, or anything that is not a 3-D scalar volume. `series_uid` picks one series
+    from a DICOM folder holding several.
     """
     path = Path(path)
     if not path.exists():
@@ -206,7 +207,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if path.is_dir():
         from .dicom import read_dicom_series
 
-        return read_dicom_series(path)
+        return read_dicom_series(path, series_uid=series_uid)
     if not _is_volume_file(path):
         raise DataError(path, f"unsupported volume format; expected one of {', '.join(VOLUME_SUFFIXES)} or a DICOM folder")
     if path.suffix.lower() == ".mhd":
