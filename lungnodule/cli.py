@@ -25,7 +25,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_files
 
     evaluate_files(args.annotations, args.excluded, args.seriesuids, args.results, args.outdir,
-                   name=args.name, n_bootstrap=args.bootstrap, seed=args.seed)
+                   name=args.name, max_marks=args.max_marks, n_bootstrap=args.bootstrap, seed=args.seed,
+                   drop_intermediate=not args.keep_all_thresholds)
     return 0
 
 
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name used in output file names (default: results file stem)")
     p.add_argument("--bootstrap", type=int, default=1000, help="scan-level bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--max-marks", type=int, default=100, help="marks kept per scan, official rule (default 100)")
+    p.add_argument("--keep-all-thresholds", action="store_true",
+                   help="keep every ROC point (roc_curve drop_intermediate=False); the official script drops them")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("demo", help="run every stage on the synthetic dataset and write Results/")

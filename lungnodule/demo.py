@@ -28,7 +28,7 @@ def baseline_random(data_root: str | Path, out_dir: str | Path, test_subset: int
     A floor for every later stage: the CPM of a detector that proposes the dataset's candidates and
     knows nothing about them. Writes the results CSV and the evaluator's outputs to `out_dir`.
     """
-    from .evaluation import evaluate_cad, write_outputs
+    from .evaluation import evaluate_cad, write_evaluation
     from .luna import LunaDataset, write_results
 
     ds = LunaDataset(data_root)
@@ -39,7 +39,7 @@ def baseline_random(data_root: str | Path, out_dir: str | Path, test_subset: int
     out_dir = Path(out_dir)
     write_results(out_dir / "baseline_random.csv", results)
     res = evaluate_cad(ds.annotations, ds.excluded, uids, results, seed=seed)
-    write_outputs(res, out_dir, name="baseline_random")
+    write_evaluation(res, out_dir, name="baseline_random")
     return {"cpm": res.cpm, "cpm_ci95": list(res.cpm_ci95), "scans": len(uids),
             "candidates_per_scan": len(results) / max(len(uids), 1),
             "nodules": res.nodules, "detected": res.detected}
