@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from lungnodule.cli import main
+from lungnodule.luna import package_annotation_dir
+
+
+def _luna_files():
+    d = package_annotation_dir()
+    return d / "annotations.csv", d / "annotations_excluded.csv", d / "seriesuids.csv"
+
+
+def test_evaluate_command_on_real_annotations(tmp_path):
+    ann, exc, uids = _luna_files()
+    gt = pd.read_csv(ann)
+    # Every nodule found once (prob 0.9) plus one far-away false positive per annotated scan (prob 0.5).
+    hits = gt[["seriesuid", "coordX", "coordY", "coordZ"]].assign(probability=0.9)
+    fps = gt.drop_duplicates("seriesuid")[["seriesuid", "coordX", "coordY", "coordZ"]].assign(probability=0.5)
+    fps["coordX"] += 500.0
+    results = tmp_path / "results.csv"
+    pd.concat([hits, fps]).to_csv(results, index=False)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(ann), str(exc), str(uids), str(results), str(out), "--bootstrap", "50"]) == 0
+    cpm = json.loads((out / "cpm.json").read_text())
+    assert cpm["nodules"] == 1186 and cpm["detected"] == 1186 and cpm["scans"] == 888
+    # Curve points: (0, 0), (0, 1) at p=0.9, (601/888 = 0.677, 1) at p=0.5. The leaderboard reading takes the
+    # first nearest point and only if it is nearer than max(fps) = 0.677: 0.125 and 0.25 -> (0, 0); 0.5 and
+    # 1 -> (0.677, 1); 2, 4, 8 -> nothing near enough, 0. Interpolation is flat at 1 beyond the first hit.
+    sens = [cpm["sensitivities"][k] for k in ("0.125", "0.25", "0.5", "1", "2", "4", "8")]
+    assert sens == [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert abs(cpm["cpm"] - 2 / 7) < 1e-12
+    assert cpm["cpm_interpolated"] == 1.0
+    assert (out / "froc_results.png").exists() and (out / "CADAnalysis.txt").exists()
+
+
+def test_bad_input_gives_exit_2_and_names_the_file(tmp_path, capsys):
+    ann, exc, uids = _luna_files()
+    bad = tmp_path / "results.csv"
+    bad.write_text("seriesuid,coordX,coordY,coordZ\n1.2.3,0,0,0\n")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(ann), str(exc), str(uids), str(bad), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "probability" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_module_entry_point_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "lungnodule", "--help"], capture_output=True, text=True, check=True)
+    for command in ("synth", "evaluate", "demo"):
+        assert command in out.stdout
