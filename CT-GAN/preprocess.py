@@ -1,0 +1,53 @@
+"""CT-GAN stage, step 1: build the injector's and the remover's training sets.
+
+Reads a LUNA16-layout DATA_ROOT (scans in subset*/, annotations.csv, annotations_excluded.csv). The
+injector learns from the annotated nodules of the training subsets (all but TEST_SUBSET and VAL_SUBSET),
+the remover from HEALTHY_SITES_PER_SCAN random lung sites per scan, CLEARANCE_MM clear of every finding.
+Per site a CUT_MM cube is resampled to SPACING_MM isotropic (only the cube), augmented (3 flips, 4 shifts
+of SHIFT voxels, N_ROTATIONS axial rotations from ROTATION_START every ROTATION_STEP degrees) and
+centre-cropped to CUBE_SIZE^3; histogram equalisation (NBINS bins) and (x - mean) / (max - min) are fitted
+on the training cubes. Writes WORK_DIR/{inject,remove}/: train.npy, val.npy (float32, normalised),
+normalization.npz, sites.csv, trainset.json.
+
+    python CT-GAN/preprocess.py --preset demo
+"""
+
+from lungnodule.ctgan.config import MODES, PRESETS, CTGANConfig
+from lungnodule.ctgan.dataset import build_trainset
+from lungnodule.scripting import script_args
+
+DATA_ROOT = "data/synthetic"
+WORK_DIR = "data/work/ctgan"
+MODE = "both"  # inject, remove or both
+TEST_SUBSET = 9
+VAL_SUBSET = 8
+SEED = 0
+CUT_MM = 40.0
+SPACING_MM = 1.0
+CUBE_SIZE = 32
+MASK_SIZE = 20
+SHIFT = 4
+N_ROTATIONS = 12
+ROTATION_START = 6.0
+ROTATION_STEP = 30.0
+HEALTHY_SITES_PER_SCAN = 2
+CLEARANCE_MM = 20.0
+LUNG_MARGIN_MM = 8.0
+NBINS = 10000
+
+
+def main(argv=None):
+    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
+    config = PRESETS[args.preset or "paper"].replace(**{
+        k: v for k, v in vars(args).items() if k in CTGANConfig.__dataclass_fields__})
+    results = {}
+    for mode in (MODES if args.mode == "both" else (args.mode,)):
+        results[mode] = build_trainset(config, args.data_root, args.work_dir, mode)
+        r = results[mode]
+        print(f"{mode}: {r['train_sites']} training sites -> {r['train_cubes']} cubes, {r['val_cubes']} validation "
+              f"cubes in {r['folder']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

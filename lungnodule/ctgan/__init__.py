@@ -1,0 +1,37 @@
+"""Stage 3: CT-GAN, a 3-D conditional GAN that injects or removes lung nodules in CT scans.
+
+Modules: `config` (settings and presets), `cubes` (cut / resample / paste 1 mm cubes), `normalization`
+(histogram equalisation and normalisation), `sites` (healthy lung sites), `dataset` (training sets),
+`model` (3-D pix2pix), `training`, `tampering`, `testing` (held-out tampering and figures), `viewer`
+(display-free state of the GUI).
+"""
+
+from .config import MODES, PRESETS, CTGANConfig
+from .cubes import extract_cube, paste_cube
+from .normalization import CubeNormalizer
+
+__all__ = ["MODES", "PRESETS", "CTGANConfig", "extract_cube", "paste_cube", "CubeNormalizer", "build_trainset",
+           "train", "test", "tamper", "tamper_file", "load_tamper_model", "TamperSession"]
+
+
+def __getattr__(name):
+    # Keras-dependent parts load on first use, so `import lungnodule.ctgan` stays light.
+    if name == "build_trainset":
+        from .dataset import build_trainset
+        return build_trainset
+    if name == "train":
+        from .training import train
+        return train
+    if name == "test":
+        from .testing import test
+        return test
+    if name in ("tamper", "tamper_file"):
+        from . import tampering
+        return getattr(tampering, name)
+    if name == "load_tamper_model":
+        from .tampering import load_tamper_model
+        return load_tamper_model
+    if name == "TamperSession":
+        from .viewer import TamperSession
+        return TamperSession
+    raise AttributeError(name)

@@ -1,0 +1,359 @@
+"""Stage 3 (CT-GAN): cubes, intensity mapping, networks, training steps, tampering and its outputs."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from lungnodule.ctgan.config import PRESETS, CTGANConfig
+from lungnodule.ctgan.cubes import centre_crop, centre_mask, extract_cube, paste_cube, paste_region
+from lungnodule.ctgan.normalization import CubeNormalizer
+from lungnodule.errors import DataError
+from lungnodule.volume import Volume, read_volume, write_volume
+
+AWKWARD_Z = [0.625, 1.25, 2.2, 2.5]
+FLIPPED = np.diag([-1.0, -1.0, 1.0])
+
+
+def _ramp_volume(spacing_z: float, direction=np.eye(3), shape=(60, 70, 80)) -> Volume:
+    """A float32 volume whose value is a linear function of the world position (x, y, z) mm."""
+    vol = Volume(np.zeros(shape, np.float32), origin=(-31.0, 12.5, -140.0), spacing=(0.7, 0.8, spacing_z),
+                 direction=direction)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    world = vol.voxel_to_world(np.column_stack([zz.ravel(), yy.ravel(), xx.ravel()]))
+    vol.array[...] = (world @ np.array([0.5, -0.25, 2.0])).reshape(shape).astype(np.float32)
+    return vol
+
+
+def _ramp(points_xyz) -> np.ndarray:
+    return np.asarray(points_xyz) @ np.array([0.5, -0.25, 2.0])
+
+
+def _files_digest(path: Path) -> dict:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if path.suffix == ".mhd":
+        files.append(path.with_suffix(".raw"))
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+# ---------------------------------------------------------------------------------------------- cubes
+
+@pytest.mark.parametrize("spacing_z", AWKWARD_Z)
+@pytest.mark.parametrize("direction", [np.eye(3), FLIPPED], ids=["identity", "flipped"])
+def test_cube_cut_is_32_cubed_centred_and_isotropic(spacing_z, direction):
+    vol = _ramp_volume(spacing_z, direction)
+    point = vol.voxel_to_world(np.array([29.3, 33.6, 41.2]))
+    cube = extract_cube(vol, point, size=32, spacing_mm=1.0, coords="world")
+    assert cube.shape == (32, 32, 32) and cube.dtype == np.float32
+    # The 8 central samples straddle the point symmetrically: their mean is the value at the point.
+    assert np.mean(cube[15:17, 15:17, 15:17]) == pytest.approx(_ramp(point), abs=1e-3)
+    # One sample per mm along each index axis (through the direction matrix).
+    axes = vol.direction
+    assert np.allclose(np.diff(cube, axis=2), _ramp(axes[:, 0]), atol=1e-3)
+    assert np.allclose(np.diff(cube, axis=1), _ramp(axes[:, 1]), atol=1e-3)
+    assert np.allclose(np.diff(cube, axis=0), _ramp(axes[:, 2]), atol=1e-3)
+    # Voxel and world coordinates give the same cube.
+    assert np.array_equal(cube, extract_cube(vol, vol.world_to_voxel(point), coords="vox"))
+
+
+@pytest.mark.parametrize("spacing_z", AWKWARD_Z)
+def test_cut_paste_round_trip_is_exact_and_local(spacing_z):
+    vol = _ramp_volume(spacing_z, FLIPPED)
+    c = np.array([30.0, 35.4, 39.7])
+    cube = extract_cube(vol, c, coords="vox")
+    back = paste_cube(vol, cube, c, coords="vox")
+    lo, hi = paste_region(vol, c, 32)
+    inside = np.zeros(vol.shape, bool)
+    inside[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+    # The pasted region covers the cube's 31 mm extent (no more, no less).
+    extent = (hi - lo) * vol.spacing_zyx
+    assert np.all(extent <= 31.0 + 1e-6) and np.all(extent > 31.0 - 2 * vol.spacing_zyx)
+    # Linear resampling of a linear field: the round trip returns the scan's own values.
+    assert np.allclose(back.array[inside], vol.array[inside], atol=2e-3)
+    assert np.array_equal(back.array[~inside], vol.array[~inside])
+
+    # An edited cube on an int16 scan changes only the region; the rest is bit-identical.
+    rng = np.random.default_rng(0)
+    scan = vol.with_array(rng.integers(-1000, 400, vol.shape).astype(np.int16))
+    before = scan.array.copy()
+    edited = paste_cube(scan, np.full((32,) * 3, 123.4, np.float32), c, coords="vox")
+    assert edited.array.dtype == np.int16
+    assert np.array_equal(scan.array, before)  # input untouched
+    assert np.array_equal(edited.array[~inside], before[~inside])
+    assert np.all(edited.array[inside] == 123)
+
+
+def test_cube_outside_scan_is_air_and_crop_mask_indices():
+    vol = _ramp_volume(1.25)
+    cube = extract_cube(vol, np.array([0.0, 0.0, 0.0]), coords="vox")
+    assert cube.shape == (32, 32, 32) and cube[0, 0, 0] == -1000.0 and cube[-1, -1, -1] != -1000.0
+    m = centre_mask(32, 20)
+    assert m.sum() == 20 ** 3 and m[6, 6, 6] and m[25, 25, 25] and not m[5, 6, 6] and not m[26, 25, 25]
+    big = np.arange(40 ** 3, dtype=np.float32).reshape(40, 40, 40)
+    assert np.array_equal(centre_crop(big, 32), big[4:36, 4:36, 4:36])
+    assert np.array_equal(centre_crop(big, 32, (0, -4, 4)), big[4:36, 0:32, 8:40])
+
+
+# -------------------------------------------------------------------------------------- normalisation
+
+def test_equalisation_and_normalisation_invert(tmp_path):
+    rng = np.random.default_rng(1)
+    cubes = np.concatenate([rng.normal(-800, 60, 20000), rng.normal(40, 30, 5000), np.full(3000, -1000.0)])
+    norm = CubeNormalizer.fit(cubes.reshape(28, 1000), nbins=10000)
+    x = norm.normalize(cubes)
+    assert x.dtype == np.float32
+    # (x - mean) / (max - min): range exactly 1 wide, mean 0 on the training set.
+    assert float(x.max() - x.min()) == pytest.approx(1.0, abs=1e-5)
+    assert float(x.mean()) == pytest.approx(0.0, abs=1e-4)
+    # Equalisation maps the training values to their CDF: about uniform on [0, 1].
+    eq = norm.equalize(cubes)
+    assert 0.0 <= eq.min() <= eq.max() <= 1.0
+    assert np.allclose(np.quantile(eq[cubes > -1000], [0.25, 0.5, 0.75]), [3 / 28 + 25 / 28 * q for q in (0.25, 0.5, 0.75)], atol=0.01)
+    assert np.allclose(norm.dequalize(norm.equalize(cubes)), cubes, atol=1e-3)
+    assert np.allclose(norm.denormalize(x), cubes, atol=0.05)  # float32 network values
+    # Saved as .npz (no pickle) and read back identical.
+    path = norm.save(tmp_path / "normalization.npz")
+    loaded = CubeNormalizer.load(path)
+    assert np.array_equal(loaded.normalize(cubes), x)
+    with np.load(path, allow_pickle=False) as z:
+        assert sorted(z.files) == ["cdf", "edges", "stats"]
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz"):
+        CubeNormalizer.load(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="missing.npz"):
+        CubeNormalizer.load(tmp_path / "missing.npz")
+
+
+# ------------------------------------------------------------------------------------------- networks
+
+def test_network_shapes_and_parameter_counts():
+    import keras
+
+    from lungnodule.ctgan.model import build_discriminator, build_generator, count_params
+
+    g = build_generator(32, 40)
+    d = build_discriminator(32, 40)
+    assert g.output_shape == (None, 32, 32, 32, 1) and d.output_shape == (None, 2, 2, 2, 1)
+    assert count_params(g) == 26_024_721 and count_params(d) == 4_329_241
+    names = [layer.name for layer in g.layers]
+    assert sum(isinstance(layer, keras.layers.Dropout) for layer in g.layers) == 4
+    assert "down1_bn" not in names and "down2_bn" in names
+    bn = [layer for layer in g.layers + d.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(layer.momentum == 0.8 for layer in bn)
+    assert g.layers[-1].activation.__name__ == "tanh"
+    del g, d
+    keras.backend.clear_session()
+    # The CT-GAN paper's 100 filters: about 189.5 M parameters for the two networks together.
+    g, d = build_generator(32, 100), build_discriminator(32, 100)
+    assert count_params(g) == 162_597_801 and count_params(d) == 26_951_101
+    assert round((count_params(g) + count_params(d)) / 1e6, 1) == 189.5
+    del g, d
+    keras.backend.clear_session()
+
+
+def test_training_steps_update_g_and_d_separately():
+    import keras
+
+    from lungnodule.ctgan.dataset import CubeBatches
+    from lungnodule.ctgan.model import build_gan
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    cubes = rng.uniform(-0.5, 0.5, (8, 16, 16, 16)).astype(np.float32)
+    gan = build_gan(cube_size=16, base_filters=2, mask_size=10, lr_d=0.0)  # D frozen by a zero learning rate
+    gan.run_eagerly = True  # tracing costs more than these tiny steps
+    d_before = [np.array(v) for v in gan.discriminator.trainable_variables]
+    g_before = [np.array(v) for v in gan.generator.trainable_variables]
+    bn_before = [np.array(v) for v in gan.discriminator.non_trainable_variables]
+    hist = gan.fit(CubeBatches(cubes, 4, seed=0), epochs=2, verbose=0)
+    assert all(np.isfinite(hist.history[k]).all() for k in ("d_loss", "g_loss", "g_adv", "g_l1"))
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(d_before, gan.discriminator.trainable_variables))
+    assert any(not np.array_equal(a, np.array(b)) for a, b in zip(g_before, gan.generator.trainable_variables))
+    # D runs in training mode (batch statistics), so its BN moving statistics move.
+    assert any(not np.array_equal(a, np.array(b)) for a, b in zip(bn_before, gan.discriminator.non_trainable_variables))
+    # G loss = adversarial + 100 x L1.
+    h = hist.history
+    assert h["g_loss"][-1] == pytest.approx(h["g_adv"][-1] + 100 * h["g_l1"][-1], rel=1e-4)
+    # The condition zeroes the centre only.
+    cond = keras.ops.convert_to_numpy(gan.condition(cubes[..., None]))[..., 0]
+    m = centre_mask(16, 10)
+    assert np.all(cond[:, m] == 0) and np.array_equal(cond[:, ~m], cubes[:, ~m])
+
+    gan2 = build_gan(cube_size=16, base_filters=2, mask_size=10)
+    gan2.run_eagerly = True
+    d_before = [np.array(v) for v in gan2.discriminator.trainable_variables]
+    gan2.fit(CubeBatches(cubes, 4, seed=0), epochs=1, verbose=0)
+    assert any(not np.array_equal(a, np.array(b)) for a, b in zip(d_before, gan2.discriminator.trainable_variables))
+    keras.backend.clear_session()
+
+
+def test_batches_reshuffle_every_epoch_and_keep_all_but_remainder():
+    from lungnodule.ctgan.dataset import CubeBatches
+
+    cubes = np.arange(10, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 2), np.float32)
+    batches = CubeBatches(cubes, 3, seed=5)
+    assert len(batches) == 3
+    first = np.concatenate([batches[i][:, 0, 0, 0, 0] for i in range(len(batches))])
+    batches.on_epoch_end()
+    second = np.concatenate([batches[i][:, 0, 0, 0, 0] for i in range(len(batches))])
+    assert len(set(first)) == 9 and len(set(second)) == 9
+    assert not np.array_equal(first, second)
+    again = CubeBatches(cubes, 3, seed=5, epoch=1)  # a resumed run continues the same sequence
+    assert np.array_equal(second, np.concatenate([again[i][:, 0, 0, 0, 0] for i in range(len(again))]))
+
+
+def test_augmentation_instances():
+    from lungnodule.ctgan.dataset import augment
+
+    cube = np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
+    out = augment(cube, PRESETS["paper"])
+    assert out.shape == (20, 32, 32, 32) and out.dtype == np.float32
+    assert np.array_equal(out[0], cube[4:36, 4:36, 4:36])
+    assert np.array_equal(out[1], cube[4:36, ::-1][:, 4:36, 4:36])
+    assert np.array_equal(out[3], cube[:, ::-1, ::-1][4:36, 4:36, 4:36])
+    assert PRESETS["upstream"].n_instances == 67
+
+
+# ------------------------------------------------------------------------------------------ tampering
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """An untrained 32^3 generator (2 filters) with a normaliser fitted on lung-like HU values."""
+    import keras
+
+    from lungnodule.ctgan.model import build_generator
+    from lungnodule.ctgan.tampering import TamperModel
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    hu = np.concatenate([rng.normal(-850, 50, 40000), rng.normal(30, 40, 10000)])
+    return TamperModel(build_generator(32, 2), CubeNormalizer.fit(hu, 2000))
+
+
+def _lung_scan(spacing_z=2.5, shape=(40, 96, 96), direction=np.eye(3)) -> Volume:
+    rng = np.random.default_rng(3)
+    a = rng.normal(-850, 30, shape)
+    a[:, :8] = a[:, -8:] = 40.0
+    a[:, :, :8] = a[:, :, -8:] = 40.0
+    return Volume(np.rint(a).astype(np.int16), origin=(-100.0, -90.0, -300.0), spacing=(0.72, 0.72, spacing_z),
+                  direction=direction)
+
+
+@pytest.mark.parametrize("spacing_z", [0.625, 2.2])
+@pytest.mark.parametrize("mode", ["inject", "remove"])
+def test_tamper_changes_only_the_touch_up_region(tiny_model, mode, spacing_z):
+    from lungnodule.ctgan.tampering import tamper
+
+    vol = _lung_scan(spacing_z, shape=(int(60 / spacing_z), 96, 96), direction=FLIPPED)
+    before = vol.array.copy()
+    point = vol.voxel_to_world(np.array([vol.shape[0] / 2, 48.0, 47.0]))
+    out = tamper(vol, point, mode, tiny_model, coords="world", config=PRESETS["paper"])
+    assert np.array_equal(vol.array, before)
+    assert out.array.dtype == np.int16 and out.shape == vol.shape
+    assert np.allclose(out.origin, vol.origin) and np.allclose(out.direction, vol.direction)
+    changed = np.argwhere(out.array != before)
+    assert len(changed)
+    # The touch-up region is 1.3 x 32 mm wide, isotropic in mm, around the point.
+    c = vol.world_to_voxel(point)
+    reach_mm = np.abs(changed - c).max(axis=0) * vol.spacing_zyx
+    assert np.all(reach_mm <= 1.3 * 32 / 2 + vol.spacing_zyx)
+    if mode == "inject":
+        assert np.all(out.array >= before)  # injection only brightens
+
+
+def test_tamper_rejects_points_outside(tiny_model):
+    from lungnodule.ctgan.tampering import parse_points, tamper
+
+    vol = _lung_scan()
+    with pytest.raises(DataError, match="outside"):
+        tamper(vol, [500.0, 10.0, 10.0], "inject", tiny_model, coords="vox")
+    assert np.array_equal(parse_points(["1,2,3", "4,5,6"]), [[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(ValueError):
+        parse_points(["1,2"])
+
+
+def test_tampered_dicom_reads_back_derived_with_new_uids(tiny_model, tmp_path):
+    from lungnodule.ctgan.tampering import tamper_file
+    from lungnodule.dicom import write_dicom_series
+
+    vol = _lung_scan(1.25, shape=(24, 64, 64), direction=FLIPPED)
+    src = tmp_path / "source"
+    write_dicom_series(vol, src, series_description="original")
+    digest = _files_digest(src)
+    src_ds = pydicom.dcmread(sorted(src.glob("*.dcm"))[0])
+    out = tamper_file(src, tmp_path / "tampered", "inject", [[12, 32, 30]], tiny_model, coords="vox", fmt="dicom")
+    assert _files_digest(src) == digest  # the input's bytes are unchanged
+    files = sorted(out.glob("*.dcm"))
+    assert len(files) == 24
+    ds = [pydicom.dcmread(f) for f in files]
+    assert all(d.ImageType[0] == "DERIVED" for d in ds)
+    assert "synthetic nodule inserted" in ds[0].SeriesDescription
+    assert ds[0].SeriesInstanceUID != src_ds.SeriesInstanceUID
+    assert len({d.SOPInstanceUID for d in ds}) == 24
+    assert not {d.SOPInstanceUID for d in ds} & {pydicom.dcmread(f).SOPInstanceUID for f in src.glob("*.dcm")}
+    assert all(pydicom.uid.UID(d.SOPInstanceUID).is_valid for d in ds)
+    back, orig = read_volume(out), read_volume(src)
+    assert back.shape == orig.shape
+    assert np.allclose(back.origin, orig.origin, atol=1e-3) and np.allclose(back.spacing, orig.spacing)
+    assert np.allclose(back.direction, orig.direction)
+    assert not np.array_equal(back.array, orig.array)
+    # Writing into the input folder is refused.
+    with pytest.raises(DataError, match="input"):
+        tamper_file(src, src / "x", "inject", [[12, 32, 30]], tiny_model, fmt="dicom")
+
+
+def test_tamper_mhd_keeps_input_and_refuses_overwrite(tiny_model, tmp_path):
+    from lungnodule.ctgan.tampering import tamper_file
+
+    vol = _lung_scan()
+    src = write_volume(vol, tmp_path / "scan.mhd")
+    digest = _files_digest(src)
+    with pytest.raises(DataError, match="input"):
+        tamper_file(src, src, "remove", [[20, 48, 48]], tiny_model, fmt="mhd")
+    out = tamper_file(src, tmp_path / "out" / "t.mhd", "remove", vol.voxel_to_world([20, 48, 48]), tiny_model,
+                      coords="world", fmt="mhd")
+    assert _files_digest(src) == digest
+    back = read_volume(out)
+    assert np.allclose(back.origin, vol.origin) and back.array.dtype == np.int16
+
+
+def test_viewer_session_click_undo_save(tiny_model, tmp_path):
+    import pandas as pd
+
+    from lungnodule.ctgan.viewer import TamperSession
+
+    src = write_volume(_lung_scan(), tmp_path / "scan.mhd")
+    s = TamperSession.open(src, {"inject": tiny_model, "remove": tiny_model}, PRESETS["paper"])
+    assert s.slice_index == 20 and s.scroll(100) == 39 and s.scroll(-39) == 0
+    s.scroll(18)
+    assert s.image().shape == (96, 96) and 0 <= s.image().min() <= s.image().max() <= 1
+    s.equalize = True
+    assert s.image().max() == pytest.approx(1.0)
+    original = s.volume.array.copy()
+    s.click(48, 40)
+    s.set_mode("remove")
+    s.click(50, 52)
+    assert len(s.records) == 2 and not np.array_equal(s.volume.array, original)
+    assert s.undo() and len(s.records) == 1
+    scan, csv = s.save(tmp_path / "gui_out", fmt="dicom")
+    table = pd.read_csv(csv)
+    assert list(table.columns[:5]) == ["filename", "x", "y", "z", "tamper_type"]
+    assert table["tamper_type"].tolist() == ["inject"]
+    assert np.allclose(table[["x", "y", "z"]].to_numpy()[0], s.original.voxel_to_world([18, 48, 40]))
+    assert "inserted" in pydicom.dcmread(sorted(Path(scan).glob("*.dcm"))[0]).SeriesDescription
+    assert s.undo() and not s.undo()
+    assert np.array_equal(s.volume.array, original)
+    with pytest.raises(ValueError):
+        s.click(500, 5)
+    with pytest.raises(ValueError):
+        s.set_mode("erase")
+
+
+def test_config_presets():
+    assert PRESETS["paper"] == CTGANConfig()
+    c = PRESETS["paper"]
+    assert (c.base_filters, c.lr_d, c.lr_g, c.beta_1, c.l1_weight, c.nbins) == (40, 1e-6, 2e-4, 0.5, 100.0, 10000)
+    assert (c.inject_epochs, c.inject_batch_size, c.n_instances) == (70, 16, 20)
+    assert CTGANConfig.from_dict({**c.to_dict(), "preset": "x"}) == c
