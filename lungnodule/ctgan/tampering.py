@@ -55,7 +55,12 @@ class TamperModel:
 
     @property
     def cube_size(self) -> int:
+        """Edge of the generator's cubes in voxels (32)."""
         return int(self.generator.input_shape[1])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Generator output (inference mode) for conditions `x` (B, n, n, n, 1), as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.generator(x, training=False))
 
 
 def kern01(shape_yx: tuple[int, int], nsig: float) -> np.ndarray:
@@ -79,7 +84,7 @@ def inpaint(cube_hu: np.ndarray, model: TamperModel, mask_size: int = 20) -> np.
     """
     x = model.normalizer.normalize(cube_hu)
     x[centre_mask(x.shape[0], mask_size)] = 0.0
-    y = keras.ops.convert_to_numpy(model.generator(x[None, ..., None], training=False))[0, ..., 0]
+    y = model.predict(x[None, ..., None])[0, ..., 0]
     hu = model.normalizer.denormalize(y)
     high = hu > 2000
     if high.any():
