@@ -1,0 +1,175 @@
+"""Held-out evaluation of the MGI-CNN stage, and the demo's stage-2 entry point.
+
+Each fold's test subset is scored by that fold's own model (`<work_dir>/fold<t>/best.keras`, chosen on the
+validation subset); the folds' scores are pooled into one LUNA16 results CSV (`seriesuid, coordX, coordY,
+coordZ, probability`, world mm) and evaluated over every test scan: candidate-level ROC / AUC, confusion
+counts at each fold's validation-chosen threshold (TP / FP / TN / FN as named; accuracy a ratio), and the
+LUNA16 FROC / CPM with its scan-bootstrap 95% CI, beside the U-Net-alone curve on the same scans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import save_csv, write_text
+from ..errors import DataError
+from ..luna import LunaDataset, read_results, write_results
+from .config import PRESETS, MgiConfig
+from .dataset import PatchSet, predict_rows
+from .training import load_mgicnn
+
+XYZ = ["coordX", "coordY", "coordZ"]
+
+
+def _coverage(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[str]) -> dict:
+    from ..unet.evaluate import split_metrics
+
+    m = split_metrics(candidates, annotations, uids)
+    return {"candidates_per_scan": m["candidates_per_scan"], "candidate_sensitivity": m["candidate_sensitivity"],
+            "nodules": m["nodules"], "scans": m["scans"]}
+
+
+def _froc_metrics(result) -> dict:
+    return {"cpm": result.cpm, "cpm_ci95": list(result.cpm_ci95) if result.cpm_ci95 else None,
+            "cpm_interpolated": result.cpm_interpolated, "sensitivities": result.sensitivities,
+            "detected": result.detected, "nodules": result.nodules}
+
+
+def unet_test_candidates(unet_dir: str | os.PathLike, uids: list[str]) -> pd.DataFrame | None:
+    """Stage 1's candidates on the scans `uids` (from `candidates_unet_{test,val,train}.csv`), or None if absent."""
+    frames = [read_results(p) for p in (Path(unet_dir) / f"candidates_unet_{s}.csv" for s in ("test", "val", "train"))
+              if p.is_file()]
+    if not frames:
+        return None
+    cands = pd.concat(frames, ignore_index=True)
+    cands = cands[cands["seriesuid"].isin(uids)]
+    return cands if len(cands) else None
+
+
+def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
+         results_dir: str | os.PathLike | None = "Results", unet_dir: str | os.PathLike | None = None,
+         n_bootstrap: int = 1000) -> dict:
+    """Score every fold's test subset with its own model and evaluate; see the module docstring.
+
+    Writes `work_dir/results_mgicnn.csv` (LUNA16 results), `work_dir/scored_test.csv` (with labels, stage-1
+    probability, fold), `work_dir/froc_mgicnn/`, `work_dir/froc_unet/` (evaluator outputs),
+    `work_dir/test_metrics.json`, `work_dir/detection.json` (model and threshold for `lungnodule detect`),
+    and `results_dir/Roc.png`, `results_dir/FROC.png`. Returns {"unet": {...}, "mgicnn": {...}, ...}.
+    """
+    from ..evaluation import evaluate_cad, roc_auc, write_evaluation
+    from ..froc_plot import plot_froc, plot_roc
+
+    work_dir = Path(work_dir)
+    unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
+    dataset = LunaDataset(data_root)
+    annotations = dataset.annotations
+    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    scored, uids, folds_meta = [], [], {}
+    t0 = time.perf_counter()
+    for fold in config.folds(dataset.subsets):
+        t = int(fold["test"][0])
+        fold_dir = work_dir / f"fold{t}"
+        model = load_mgicnn(fold_dir / "best.keras")
+        meta = json.loads((fold_dir / "train.json").read_text())
+        if "threshold" not in meta:
+            raise DataError(fold_dir / "train.json", "training of this fold did not finish; "
+                                                     "`python 3DCNN/train.py` resumes it")
+        patches = PatchSet(work_dir / "patches", fold["test"])
+        rows = patches.rows
+        sel = np.flatnonzero(rows["source"].to_numpy() == config.eval_source)
+        prob = predict_rows(model, patches, sel, config.predict_batch_size)
+        scored.append(rows.iloc[sel][["seriesuid", *XYZ, "class", "unet_probability", "diameter_mm"]]
+                      .assign(probability=prob, fold=t, threshold=meta["threshold"]))
+        uids += dataset.uids_in(fold["test"])
+        folds_meta[t] = {"fold": fold, "best_epoch": meta["best_epoch"], "threshold": meta["threshold"],
+                         "model": str(fold_dir / "best.keras")}
+    seconds = time.perf_counter() - t0
+    scored = pd.concat(scored, ignore_index=True)
+    write_results(work_dir / "results_mgicnn.csv", scored)
+    save_csv(work_dir / "scored_test.csv", scored)
+    labels = scored["class"].to_numpy()
+    prob = scored["probability"].to_numpy()
+    flagged = prob >= scored["threshold"].to_numpy()
+    tp, fp = int((flagged & (labels == 1)).sum()), int((flagged & (labels == 0)).sum())
+    fn, tn = int((~flagged & (labels == 1)).sum()), int((~flagged & (labels == 0)).sum())
+    mg = evaluate_cad(annotations, excluded, uids, scored, n_bootstrap=n_bootstrap, seed=config.seed)
+    write_evaluation(mg, work_dir / "froc_mgicnn", "mgicnn")
+    out: dict = {"folds": folds_meta, "test_scans": len(uids), "eval_source": config.eval_source}
+    auc = roc_auc(labels, prob)[3] if 0 < labels.sum() < len(labels) else float("nan")
+    out["mgicnn"] = {**_froc_metrics(mg), **_coverage(scored, annotations, uids), "auc": auc,
+                     "confusion": {"TP": tp, "FP": fp, "TN": tn, "FN": fn,
+                                   "accuracy": (tp + tn) / max(len(labels), 1),
+                                   "sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1)},
+                     "findings_per_scan": float(flagged.sum()) / max(len(uids), 1),
+                     "finding_sensitivity": _coverage(scored[flagged], annotations, uids)["candidate_sensitivity"],
+                     "patches_per_second": len(scored) / seconds if seconds > 0 else None}
+    curves = {}
+    if config.eval_source == "unet":
+        unet = scored.assign(probability=scored["unet_probability"])
+    else:
+        unet = unet_test_candidates(unet_dir, uids)
+    if unet is not None:
+        ur = evaluate_cad(annotations, excluded, uids, unet, n_bootstrap=n_bootstrap, seed=config.seed)
+        write_evaluation(ur, work_dir / "froc_unet", "unet")
+        out["unet"] = {**_froc_metrics(ur), **_coverage(unet, annotations, uids)}
+        curves["U-Net alone"] = ur
+    curves["U-Net + MGI-CNN" if config.eval_source == "unet" else f"MGI-CNN ({config.eval_source})"] = mg
+    if results_dir is not None:
+        results_dir = Path(results_dir)
+        if 0 < labels.sum() < len(labels):
+            rocs = {"MGI-CNN": (labels, prob)}
+            if config.eval_source == "unet":
+                rocs["U-Net probability"] = (labels, scored["unet_probability"].to_numpy())
+            plot_roc(rocs, results_dir / "Roc.png",
+                     title=f"Candidate ROC, held-out subset(s) {sorted(folds_meta)} - AUC: {auc:.3f}")
+            out["roc_figure"] = str(results_dir / "Roc.png")
+        plot_froc(curves, results_dir / "FROC.png",
+                  title=f"FROC on held-out subset(s) {sorted(folds_meta)} ({len(uids)} scans)")
+        out["froc_figure"] = str(results_dir / "FROC.png")
+    last = folds_meta[max(folds_meta)]
+    write_text(work_dir / "detection.json", json.dumps(
+        {"model": last["model"], "threshold": last["threshold"], "fold": last["fold"],
+         "config": config.to_dict(), "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} "
+                                                        "FPs per scan"}, indent=2))
+    write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
+    return out
+
+
+def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
+                   seed: int = 0, config: MgiConfig | None = None, n_bootstrap: int = 1000) -> dict:
+    """The demo's stage 2: preprocess + train + test with the demo preset on the U-Net outputs in `work_dir/unet/`.
+
+    Trains on the training subsets' candidates (the dataset's candidates_V2.csv plus the U-Net's candidates,
+    labelled by the LUNA16 hit rule), chooses the epoch and threshold on the validation subset and scores
+    the test subset's U-Net candidates. Writes into `work_dir/mgicnn/` and `results_dir` (3DCNN_acc.png,
+    Roc.png, FROC.png). Returns {"unet": {...}, "mgicnn": {...}, "timings": {...}}: each with `cpm`,
+    `cpm_ci95` [lo, hi], `candidates_per_scan`, `candidate_sensitivity`; `auc` for mgicnn.
+    """
+    from .preprocess import preprocess
+    from .training import train
+
+    config = (config or PRESETS["demo"]).replace(seed=seed)
+    work_dir = Path(work_dir)
+    mgi_dir = work_dir / "mgicnn"
+    timings = {}
+    t0 = time.perf_counter()
+    pre = preprocess(config, data_root, mgi_dir, unet_dir=work_dir / "unet")
+    timings["preprocess"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train(config, data_root, mgi_dir, results_dir, verbose=0)
+    timings["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = test(config, data_root, mgi_dir, results_dir, unet_dir=work_dir / "unet", n_bootstrap=n_bootstrap)
+    timings["test"] = time.perf_counter() - t0
+    keys = ("cpm", "cpm_ci95", "candidates_per_scan", "candidate_sensitivity")
+    out = {"unet": {k: metrics["unet"][k] for k in keys},
+           "mgicnn": {**{k: metrics["mgicnn"][k] for k in keys}, "auc": metrics["mgicnn"]["auc"]},
+           "timings": timings, "preprocess_patches_per_second": pre.get("patches_per_second"),
+           "details": str(mgi_dir / "test_metrics.json")}
+    return out

@@ -1,0 +1,192 @@
+"""Candidates CSV -> multi-scale patch files per LUNA16 subset, streamed scan by scan and memory-mapped.
+
+For each subset k, `<work_dir>/patches/subset<k>/` receives:
+
+- `scales.npy`: (N, 3, 20, 20, 6) float16 in [0, 1], the three scales of every candidate of the subset's
+  scans (see :mod:`lungnodule.mgicnn.patches`), written into a memory map so RAM stays at one scan;
+- `positives.npy`: (P, 28, 42, 42) float16, the full patch of every positive (class 1) candidate, from which
+  training cuts the 4 rotations x 27 shifts on the fly;
+- `candidates.csv`: one row per row of `scales.npy`: seriesuid, world coordX/Y/Z mm, class, source
+  ("candidates" = the dataset's candidates_V2.csv, "unet" = stage-1 output), stage-1 probability and
+  diameter where known, the voxel centre (z, y, x) and `positive_row` (row in positives.npy, or -1);
+- `meta.json`: counts and a fingerprint; a subset whose fingerprint matches is not redone (resume).
+
+Each scan is read once for all its candidates, whatever their source. Files appear atomically.
+Stage-1 candidates carry no class; they are labelled by the LUNA16 hit rule (distance to an annotated
+nodule's centre < its radius; a negative diameter means 10 mm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path, save_csv, write_text
+from ..errors import DataError
+from ..luna import LunaDataset, read_candidates, read_results
+from .config import MgiConfig
+from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, extract_patches,
+                      scales_from_crops, windowed_volume)
+
+XYZ = ["coordX", "coordY", "coordZ"]
+ROW_COLUMNS = ["seriesuid", *XYZ, "class", "source", "unet_probability", "diameter_mm",
+               "voxel_z", "voxel_y", "voxel_x", "positive_row"]
+_CHUNK = 512  # candidates cut at a time
+
+
+def label_candidates(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
+    """Class (N,) int64 of each candidate: 1 when it lies strictly within an annotated nodule's radius.
+
+    World (x, y, z) mm; the LUNA16 hit rule (distance < diameter / 2, negative diameter = 10 mm).
+    """
+    if candidates.empty or annotations.empty:
+        return np.zeros(len(candidates), dtype=np.int64)
+    c = candidates[["seriesuid", *XYZ]].reset_index(drop=True).reset_index()
+    pairs = c.merge(annotations[["seriesuid", *XYZ, "diameter_mm"]], on="seriesuid", suffixes=("", "_a"))
+    d2 = sum((pairs[k] - pairs[k + "_a"]) ** 2 for k in XYZ)
+    diameter = pairs["diameter_mm"].where(pairs["diameter_mm"] >= 0, 10.0)
+    labels = np.zeros(len(candidates), dtype=np.int64)
+    labels[pairs.loc[d2 < (diameter / 2) ** 2, "index"].unique()] = 1
+    return labels
+
+
+def load_candidate_file(path: str | os.PathLike, source: str, annotations: pd.DataFrame) -> pd.DataFrame:
+    """Read a candidates CSV (with `class`, e.g. candidates_V2.csv) or a results CSV (stage 1's, with
+    `probability`; labelled by :func:`label_candidates`) into rows of the common layout, tagged `source`."""
+    path = Path(path)
+    try:
+        head = pd.read_csv(path, nrows=0).columns if path.is_file() else []
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV ({exc})") from None
+    frame = read_candidates(path) if "class" in head else read_results(path)
+    return candidate_rows(frame, source, annotations)
+
+
+def candidate_rows(frame: pd.DataFrame, source: str, annotations: pd.DataFrame) -> pd.DataFrame:
+    """Candidates (LUNA16 candidates or results columns) in the common row layout, tagged `source`; rows
+    without a `class` column are labelled by :func:`label_candidates`."""
+    frame = frame.copy()
+    if "class" in frame:
+        frame["unet_probability"] = frame["probability"] if "probability" in frame else np.nan
+    else:
+        frame = frame.rename(columns={"probability": "unet_probability"})
+        frame["class"] = label_candidates(frame, annotations)
+    if "diameter_mm" not in frame:
+        frame["diameter_mm"] = np.nan
+    frame["source"] = source
+    return frame[["seriesuid", *XYZ, "class", "source", "unet_probability", "diameter_mm"]]
+
+
+def unet_candidate_files(unet_dir: str | os.PathLike) -> list[Path]:
+    """Stage 1's per-split candidate files (`candidates_unet_{train,val,test}.csv`) in `unet_dir`; DataError if none."""
+    unet_dir = Path(unet_dir)
+    files = [unet_dir / f"candidates_unet_{s}.csv" for s in ("train", "val", "test")]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise DataError(unet_dir, "no stage-1 candidates (candidates_unet_{train,val,test}.csv); "
+                                  "`python Unet/test.py` makes them")
+    return files
+
+
+def _fingerprint(config: MgiConfig, rows: pd.DataFrame) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([config.hu_min, config.hu_max, config.spline_order, list(PATCH_SHAPE)]).encode())
+    h.update(pd.util.hash_pandas_object(rows[["seriesuid", *XYZ, "class", "source"]], index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def _write_subset(dataset: LunaDataset, rows: pd.DataFrame, folder: Path, config: MgiConfig, fingerprint: str,
+                  progress: bool) -> dict:
+    """Cut every candidate of one subset, scan by scan, into memory-mapped files; see the module docstring."""
+    rows = rows.sort_values("seriesuid", kind="stable").reset_index(drop=True)
+    pos_rows = np.flatnonzero(rows["class"].to_numpy() == 1)
+    rows["positive_row"] = -1
+    rows.loc[pos_rows, "positive_row"] = np.arange(len(pos_rows))
+    centres = np.zeros((len(rows), 3), dtype=np.int64)
+    positive_row = rows["positive_row"].to_numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "scales.npy") as tmp_s, atomic_path(folder / "positives.npy") as tmp_p:
+        scales = np.lib.format.open_memmap(tmp_s, mode="w+", dtype=np.float16,
+                                           shape=(len(rows), N_SCALES, *INPUT_SHAPE))
+        positives = np.lib.format.open_memmap(tmp_p, mode="w+", dtype=np.float16, shape=(len(pos_rows), *PATCH_SHAPE))
+        groups = rows.groupby("seriesuid", sort=False).indices
+        for uid, idx in tqdm(groups.items(), desc=folder.name, disable=not progress, unit="scan"):
+            volume = dataset.load(uid)
+            padded = windowed_volume(volume, config.hu_min, config.hu_max)
+            c = candidate_centres(volume, rows.loc[idx, XYZ].to_numpy(np.float64))
+            centres[idx] = c
+            for s in range(0, len(idx), _CHUNK):
+                sel = idx[s:s + _CHUNK]
+                patches = extract_patches(padded, c[s:s + _CHUNK])
+                scales[sel] = scales_from_crops(centre_crops(patches), config.spline_order)
+                prow = positive_row[sel]
+                if (prow >= 0).any():
+                    positives[prow[prow >= 0]] = patches[prow >= 0]
+        scales.flush()
+        positives.flush()
+        del scales, positives
+    rows["voxel_z"], rows["voxel_y"], rows["voxel_x"] = centres.T
+    save_csv(folder / "candidates.csv", rows[ROW_COLUMNS])
+    meta = {"fingerprint": fingerprint, "candidates": int(len(rows)), "positives": int(len(pos_rows)),
+            "scans": int(rows["seriesuid"].nunique()),
+            "by_source": {k: int(v) for k, v in rows["source"].value_counts().items()},
+            "scales_shape": [int(len(rows)), N_SCALES, *INPUT_SHAPE], "dtype": "float16"}
+    write_text(folder / "meta.json", json.dumps(meta, indent=2))  # last: marks the subset complete
+    return meta
+
+
+def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
+               candidates_csv: str | os.PathLike | None = None, unet_dir: str | os.PathLike | None = None,
+               subsets: list[int] | None = None, progress: bool = True) -> dict:
+    """Cut the multi-scale patches of every candidate of the needed sources, per subset, into `work_dir/patches`.
+
+    Sources are `config.train_sources` plus `config.eval_source`: "candidates" reads `candidates_csv`
+    (default: the dataset's candidates_V2.csv), "unet" reads stage 1's `candidates_unet_*.csv` in
+    `unet_dir` (default `work_dir/../unet`). `subsets` defaults to every subset of the dataset. Candidates
+    of scans not on disk are skipped (counted). Returns per-subset counts and the throughput.
+    """
+    import time
+
+    dataset = LunaDataset(data_root)
+    work_dir = Path(work_dir)
+    annotations = dataset.annotations
+    frames = []
+    for source in dict.fromkeys([*config.train_sources, config.eval_source]):
+        if source == "candidates":
+            frames.append(load_candidate_file(candidates_csv, source, annotations) if candidates_csv
+                          else candidate_rows(dataset.candidates, source, annotations))
+        elif source == "unet":
+            for f in unet_candidate_files(unet_dir or work_dir.parent / "unet"):
+                frames.append(load_candidate_file(f, source, annotations))
+        else:
+            raise ValueError(f"unknown candidate source {source!r}; use 'candidates' or 'unet'")
+    rows = pd.concat(frames, ignore_index=True)
+    on_disk = rows["seriesuid"].isin(dataset.scans["seriesuid"])
+    skipped = int((~on_disk).sum())
+    rows = rows[on_disk].copy()
+    rows["subset"] = rows["seriesuid"].map(dict(zip(dataset.scans["seriesuid"], dataset.scans["subset"])))
+    subsets = dataset.subsets if subsets is None else sorted(int(s) for s in subsets)
+    out: dict = {"subsets": {}, "skipped_not_on_disk": skipped, "config": config.to_dict()}
+    t0, n_done = time.perf_counter(), 0
+    for k in subsets:
+        sub = rows[rows["subset"] == k].drop(columns="subset")
+        folder = work_dir / "patches" / f"subset{k}"
+        fp = _fingerprint(config, sub.sort_values("seriesuid", kind="stable"))
+        meta_path = folder / "meta.json"
+        if meta_path.is_file() and json.loads(meta_path.read_text()).get("fingerprint") == fp:
+            out["subsets"][k] = {**json.loads(meta_path.read_text()), "reused": True}
+            continue
+        meta_path.unlink(missing_ok=True)
+        out["subsets"][k] = _write_subset(dataset, sub, folder, config, fp, progress)
+        n_done += out["subsets"][k]["candidates"]
+    seconds = time.perf_counter() - t0
+    out.update({"seconds": seconds, "patches_cut": n_done,
+                "patches_per_second": n_done / seconds if n_done and seconds > 0 else None})
+    write_text(work_dir / "preprocess.json", json.dumps(out, indent=2, default=str))
+    return out

@@ -1,0 +1,217 @@
+"""Training of the MGI-CNN per LUNA16 fold: checkpoints, resume, validation-based selection, history, figure.
+
+Fold f (test subset t_f) lives in `<work_dir>/fold<t_f>/`: `last.keras` (every epoch), `best.keras` (best
+epoch on the validation subset: highest validation CPM of the eval source's candidates, ties broken by the
+lower validation loss; or the lowest loss), `history.csv` (one row per epoch: train loss / accuracy / AUC,
+validation loss / accuracy / AUC / CPM; kept across resumes), `train.json` (config, seed, folds, the chosen
+epoch and the operating threshold chosen on validation). The model of fold f never sees the test subset:
+training reads only `fold["train"]` subsets, selection only `fold["val"]`. All files are written atomically;
+an interrupted run resumes from `last.keras` at the epoch after the last row of `history.csv`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ..atomic import save_csv, save_figure, write_text
+from ..errors import DataError, ModelMissingError
+from ..luna import LunaDataset
+from ..unet.training import _save_model
+from .config import MgiConfig
+from .dataset import PatchSet, TrainBatches, predict_rows
+from .model import build_mgicnn, compile_mgicnn
+
+XYZ = ["coordX", "coordY", "coordZ"]
+
+
+def load_mgicnn(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Load an MGI-CNN saved as `.keras`; ModelMissingError (missing) or DataError (unreadable) naming the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMissingError(f"{path}: no trained MGI-CNN here; `python 3DCNN/train.py` makes it "
+                                "(after `python 3DCNN/preprocess.py`), or `lungnodule demo` for the demo models")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise DataError(path, f"corrupt or unreadable MGI-CNN checkpoint ({type(exc).__name__}: {exc}); "
+                              "delete it and run `python 3DCNN/train.py` again") from None
+
+
+def _bce(labels: np.ndarray, prob: np.ndarray) -> float:
+    p = np.clip(prob, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def threshold_at_fps(result, fps_per_scan: float) -> float:
+    """The score threshold of a FROC curve (:class:`~lungnodule.evaluation.FrocResult`) at the last point with
+    at most `fps_per_scan` false positives per scan (the curve's highest finite threshold when none is)."""
+    fps, thr = np.asarray(result.fps), np.asarray(result.thresholds, np.float64)
+    ok = np.flatnonzero((fps <= fps_per_scan) & np.isfinite(thr) & (thr > -1e8))
+    if len(ok):
+        return float(thr[ok[-1]])
+    finite = thr[np.isfinite(thr) & (thr > -1e8)]
+    return float(finite.max()) if len(finite) else 0.5
+
+
+def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, annotations: pd.DataFrame,
+                      excluded: pd.DataFrame | None, n_bootstrap: int = 0) -> dict:
+    """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; CPM of the eval source's rows."""
+    from ..evaluation import evaluate_cad, roc_auc
+
+    prob = predict_rows(model, val, np.arange(len(val)), config.predict_batch_size)
+    labels = val.rows["class"].to_numpy().astype(np.float64)
+    out = {"val_loss": _bce(labels, prob), "val_accuracy": float(np.mean((prob >= 0.5) == (labels == 1)))}
+    out["val_auc"] = roc_auc(labels, prob)[3] if 0 < labels.sum() < len(labels) else float("nan")
+    ev = val.rows["source"].to_numpy() == config.eval_source
+    uids = val.uids
+    results = val.rows.loc[ev, ["seriesuid", *XYZ]].assign(probability=prob[ev])
+    froc = evaluate_cad(annotations, excluded, uids, results, n_bootstrap=n_bootstrap, seed=config.seed)
+    out["val_cpm"] = froc.cpm
+    out["_froc"] = froc
+    return out
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Each epoch: validate, append to history.csv, save last.keras, and best.keras when selection improves."""
+
+    def __init__(self, fold_dir: Path, history: pd.DataFrame, val: PatchSet, config: MgiConfig,
+                 annotations, excluded, on_epoch=None):
+        super().__init__()
+        self.fold_dir, self.history, self.val, self.config = fold_dir, history, val, config
+        self.annotations, self.excluded, self.on_epoch = annotations, excluded, on_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        scores = validation_scores(self.model, self.val, self.config, self.annotations, self.excluded)
+        scores.pop("_froc")
+        row = pd.DataFrame([{"epoch": epoch, **logs, **scores}])
+        improved = not len(self.history) or _key(row.iloc[0], self.config) > max(
+            _key(r, self.config) for _, r in self.history.iterrows())
+        self.history = pd.concat([self.history, row], ignore_index=True) if len(self.history) else row
+        if improved:
+            _save_model(self.model, self.fold_dir / "best.keras")
+        _save_model(self.model, self.fold_dir / "last.keras")
+        save_csv(self.fold_dir / "history.csv", self.history)  # last: its rows are the resume point
+        print(f"  epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.3f}"
+              f" | val loss {scores['val_loss']:.4f} acc {scores['val_accuracy']:.3f} AUC {scores['val_auc']:.3f}"
+              f" CPM {scores['val_cpm']:.3f}{' (best)' if improved else ''}", flush=True)
+        if self.on_epoch is not None:
+            self.on_epoch()
+
+
+def _key(row, config: MgiConfig) -> tuple:
+    loss = -float(row["val_loss"])
+    return (float(row["val_cpm"]), loss) if config.select_by == "cpm" else (loss,)
+
+
+def best_epoch(history: pd.DataFrame, config: MgiConfig) -> int:
+    """Row index of the epoch selected on validation (see the module docstring)."""
+    keys = [_key(r, config) for _, r in history.iterrows()]
+    return int(max(range(len(keys)), key=lambda i: keys[i]))
+
+
+def plot_history(histories: dict[int, pd.DataFrame], path: str | os.PathLike) -> None:
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold, to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (test, h) in enumerate(sorted(histories.items())):
+        colour = f"C{i % 10}"
+        epochs = h["epoch"] + 1
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            if key in h:
+                ax.plot(epochs, h[key], "-o", color=colour, ms=3, label=f"fold {test} train")
+            if f"val_{key}" in h:
+                ax.plot(epochs, h[f"val_{key}"], "--s", color=colour, ms=3, label=f"fold {test} validation")
+    for ax, title in zip(axes, ("loss (sigmoid cross-entropy)", "accuracy (fraction correct at 0.5)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("MGI-CNN training (train: augmented epoch stream; validation: held-in validation subset)")
+    save_figure(path, fig)
+    plt.close(fig)
+
+
+def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike, fold: dict,
+               resume: bool = True, verbose: int | str = "auto") -> dict:
+    """Train the model of one fold ({"train", "val", "test"} subsets) from `work_dir/patches`; see the module docstring.
+
+    Returns the fold's train.json content: best epoch, its validation scores, the operating threshold.
+    """
+    from ..evaluation import evaluate_cad  # noqa: F401  (imported early: fails fast if unavailable)
+
+    test = int(fold["test"][0])
+    if test in fold["train"] or test in fold["val"] or set(fold["train"]) & set(fold["val"]):
+        raise ValueError(f"fold {fold}: the test subset must not be in train or val, nor val in train")
+    work_dir = Path(work_dir)
+    fold_dir = work_dir / f"fold{test}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed + test)
+    dataset = LunaDataset(data_root)
+    annotations = dataset.annotations
+    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    train_set = PatchSet(work_dir / "patches", fold["train"])
+    val_set = PatchSet(work_dir / "patches", fold["val"])
+    val_set.uids = dataset.uids_in(fold["val"])
+    history_path, last_path = fold_dir / "history.csv", fold_dir / "last.keras"
+    history = pd.DataFrame()
+    if resume and last_path.exists() and history_path.exists():
+        history = pd.read_csv(history_path)
+        model = load_mgicnn(last_path, compile=True)
+    else:
+        model = compile_mgicnn(build_mgicnn(config), config)
+    initial_epoch = len(history)
+    data = TrainBatches(train_set, config, epoch=initial_epoch)
+    meta = {"config": config.to_dict(), "seed": config.seed, "fold": fold, "resumed_from_epoch": initial_epoch,
+            "train_candidates": int(len(data.negative_idx) + len(data.positive_idx)),
+            "train_positives": int(len(data.positive_idx)), "samples_per_epoch": int(data.steps * config.batch_size),
+            "val_candidates": int(len(val_set))}
+    write_text(fold_dir / "train.json", json.dumps(meta, indent=2))
+    callback = _EpochEnd(fold_dir, history, val_set, config, annotations, excluded)
+    if initial_epoch < config.epochs:
+        model.fit(data, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[callback], verbose=verbose)
+    history = callback.history
+    if not (fold_dir / "best.keras").exists() or not len(history):
+        raise DataError(fold_dir, "training produced no best.keras (no epoch ran and none was saved before)")
+    best = best_epoch(history, config)
+    # The operating threshold: on the validation subset, with the selected model.
+    scores = validation_scores(load_mgicnn(fold_dir / "best.keras"), val_set, config, annotations, excluded)
+    threshold = threshold_at_fps(scores.pop("_froc"), config.operating_fps_per_scan)
+    meta.update({"epochs": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]) + 1,
+                 "selected_by": f"validation {config.select_by} on subset {fold['val']}",
+                 "validation": scores, "threshold": threshold,
+                 "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} FPs per scan",
+                 "best_model": str(fold_dir / "best.keras"), "last_model": str(last_path),
+                 "history": str(history_path)})
+    write_text(fold_dir / "train.json", json.dumps(meta, indent=2, default=float))
+    return meta
+
+
+def train(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
+          results_dir: str | os.PathLike | None = "Results", resume: bool = True, verbose: int | str = "auto") -> dict:
+    """Train one model per fold of `config.test_subsets` (:meth:`MgiConfig.folds`); draw `results_dir/3DCNN_acc.png`.
+
+    Returns {"folds": {test subset: train.json content}, "figure": path}.
+    """
+    dataset = LunaDataset(data_root)
+    out: dict = {"folds": {}}
+    histories = {}
+    for fold in config.folds(dataset.subsets):
+        test = fold["test"][0]
+        print(f"MGI-CNN fold: test subset {test}, validation {fold['val']}, train {fold['train']}", flush=True)
+        out["folds"][test] = train_fold(config, data_root, work_dir, fold, resume=resume, verbose=verbose)
+        histories[test] = pd.read_csv(Path(work_dir) / f"fold{test}" / "history.csv")
+        if results_dir is not None:
+            out["figure"] = str(Path(results_dir) / "3DCNN_acc.png")
+            plot_history(histories, out["figure"])
+    return out
