@@ -38,6 +38,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from .detect import default_report_dir, detect
+
+    rows = detect(args.scans, args.out, unet_dir=args.unet_dir, mgicnn_dir=args.mgicnn_dir,
+                  report_dir=args.report_dir, threshold=args.threshold, all_candidates=args.all_candidates)
+    report = args.report_dir or default_report_dir(args.out)
+    print(f"{len(rows)} {'candidate(s)' if args.all_candidates else 'finding(s)'} in {len(args.scans)} scan(s) "
+          f"-> {args.out}; reports in {report}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `lungnodule` command."""
     parser = argparse.ArgumentParser(prog="lungnodule", description=__doc__,
@@ -76,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training (default 0)")
     p.add_argument("--stages", nargs="+", default=None, help="run only these steps (default: all)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("detect", help="find nodules in CT scans with the trained U-Net + MGI-CNN")
+    p.add_argument("scans", nargs="+", metavar="SCAN", help=".mhd, .nrrd, .nii(.gz) file or DICOM series folder")
+    p.add_argument("--out", required=True, help="output CSV (LUNA16 results format, world mm, plus diameter_mm)")
+    p.add_argument("--unet-dir", default="data/work/unet", help="trained U-Net (best.keras, detection.json)")
+    p.add_argument("--mgicnn-dir", default="data/work/mgicnn", help="trained MGI-CNN (detection.json)")
+    p.add_argument("--report-dir", default=None, help="PNG report per scan (default: <out stem>_report/)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="MGI-CNN probability for a finding (default: the one chosen on validation)")
+    p.add_argument("--all-candidates", action="store_true",
+                   help="write every scored candidate (for a FROC evaluation), not only the findings")
+    p.set_defaults(func=_detect)
     return parser
 
 

@@ -134,7 +134,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         out["froc_figure"] = str(results_dir / "FROC.png")
     last = folds_meta[max(folds_meta)]
     write_text(work_dir / "detection.json", json.dumps(
-        {"model": last["model"], "threshold": last["threshold"], "fold": last["fold"],
+        {"model": str(Path(last["model"]).relative_to(work_dir)), "threshold": last["threshold"], "fold": last["fold"],
          "config": config.to_dict(), "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} "
                                                         "FPs per scan"}, indent=2))
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))

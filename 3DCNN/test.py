@@ -1,0 +1,54 @@
+"""MGI-CNN stage, step 3: score each fold's held-out subset with that fold's model; ROC, FROC / CPM.
+
+Reads WORK_DIR/fold<t>/best.keras and train.json (from 3DCNN/train.py), WORK_DIR/patches and DATA_ROOT's
+annotations. Scores the EVAL_SOURCE candidates of every test subset in TEST_SUBSETS and writes
+WORK_DIR/results_mgicnn.csv (LUNA16 results: seriesuid,coordX,coordY,coordZ,probability, world mm),
+WORK_DIR/scored_test.csv, the evaluator's outputs (WORK_DIR/froc_mgicnn/, froc_unet/), test_metrics.json,
+detection.json (model and threshold for `lungnodule detect`), RESULTS_DIR/Roc.png (candidate ROC with AUC)
+and RESULTS_DIR/FROC.png (U-Net alone beside U-Net + MGI-CNN, CPM with N_BOOTSTRAP-resample 95% CIs;
+the U-Net curve comes from UNET_DIR, default WORK_DIR/../unet).
+
+    python 3DCNN/test.py --preset demo
+"""
+
+from lungnodule.mgicnn.config import PRESETS, MgiConfig
+from lungnodule.mgicnn.evaluate import test
+from lungnodule.scripting import script_args
+
+DATA_ROOT = "data/synthetic"
+WORK_DIR = "data/work/mgicnn"
+RESULTS_DIR = "Results"
+UNET_DIR = ""
+TEST_SUBSETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+VAL_SUBSET = -1
+EVAL_SOURCE = "candidates"
+PREDICT_BATCH_SIZE = 256
+N_BOOTSTRAP = 1000
+SEED = 0
+
+
+def _fmt(m: dict) -> str:
+    lo, hi = m["cpm_ci95"] or (float("nan"), float("nan"))
+    return (f"CPM {m['cpm']:.3f} (95% CI {lo:.3f}-{hi:.3f}), {m['candidates_per_scan']:.1f} candidates/scan, "
+            f"candidate sensitivity {m['candidate_sensitivity']:.3f}")
+
+
+def main(argv=None):
+    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
+    config = PRESETS[args.preset or "paper"].replace(**{
+        k: v for k, v in vars(args).items() if k in MgiConfig.__dataclass_fields__})
+    m = test(config, args.data_root, args.work_dir, args.results_dir, unet_dir=args.unet_dir or None,
+             n_bootstrap=args.n_bootstrap)
+    if "unet" in m:
+        print(f"U-Net alone:      {_fmt(m['unet'])}")
+    g = m["mgicnn"]
+    c = g["confusion"]
+    print(f"U-Net + MGI-CNN:  {_fmt(g)}; AUC {g['auc']:.3f}")
+    print(f"at the validation threshold: TP {c['TP']} FP {c['FP']} TN {c['TN']} FN {c['FN']}, "
+          f"accuracy {c['accuracy']:.3f}; {g['findings_per_scan']:.2f} findings/scan")
+    print(f"figures: {m.get('roc_figure')}, {m.get('froc_figure')}")
+    return m
+
+
+if __name__ == "__main__":
+    main()

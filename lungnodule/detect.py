@@ -1,0 +1,227 @@
+"""`lungnodule detect`: the trained stage 1 (U-Net candidates) + stage 2 (MGI-CNN) on any CT scan.
+
+Input: `.mhd`, `.mha`, `.nrrd`, `.nii(.gz)` files or folders holding one DICOM CT series. Every scan is
+read once (DICOM rescaled to HU, any direction matrix), checked to look like a CT in Hounsfield units, the
+U-Net proposes candidates (its validation-chosen threshold from `detection.json`), the MGI-CNN scores each
+one, and the findings (MGI-CNN probability >= the threshold chosen on its validation subset, or every
+candidate with `all_candidates`) go to a LUNA16-format CSV (`seriesuid, coordX, coordY, coordZ,
+probability`, world mm; plus `diameter_mm`, the U-Net component's equivalent-sphere diameter). For each
+scan a PNG report shows each finding on its axial slice, ringed, with its probability and diameter; a
+scan without findings gets a report saying so (a normal result). Missing models raise
+:class:`ModelMissingError` naming the command that makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import save_csv, save_figure
+from .errors import DataError, ModelMissingError
+from .volume import Volume, read_volume
+
+RESULT_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+MAX_PANELS = 12
+
+
+@dataclass
+class Detector:
+    """The two trained stages and their validation-chosen settings (see :func:`load_detector`)."""
+
+    unet: object
+    unet_config: object
+    unet_threshold: float
+    unet_max_candidates: int
+    mgicnn: object
+    mgicnn_config: object
+    threshold: float
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    if not path.is_file():
+        raise ModelMissingError(f"{path}: missing; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not valid JSON ({exc}); {fix}") from None
+
+
+def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
+                  mgicnn_dir: str | os.PathLike = "data/work/mgicnn") -> Detector:
+    """Load the U-Net (`unet_dir/best.keras`, `train.json`, `detection.json`) and the MGI-CNN (`mgicnn_dir/
+    detection.json` -> its model and threshold). ModelMissingError names the command that makes what is missing."""
+    from .mgicnn.config import MgiConfig
+    from .mgicnn.training import load_mgicnn
+    from .unet.config import PRESETS as UNET_PRESETS
+    from .unet.config import UnetConfig
+    from .unet.training import load_unet
+
+    unet_dir, mgicnn_dir = Path(unet_dir), Path(mgicnn_dir)
+    unet_fix = ("`python Unet/preprocess.py`, `python Unet/train.py` and `python Unet/test.py` make it "
+                "(or `lungnodule demo` for the demo models)")
+    unet = load_unet(unet_dir / "best.keras")
+    train_json = unet_dir / "train.json"
+    unet_config = (UnetConfig.from_dict(_read_json(train_json, unet_fix).get("config", {}))
+                   if train_json.is_file() else UNET_PRESETS["paper"])
+    det = _read_json(unet_dir / "detection.json", unet_fix)
+    mgi_fix = ("`python 3DCNN/preprocess.py`, `python 3DCNN/train.py` and `python 3DCNN/test.py` make it "
+               "(or `lungnodule demo` for the demo models)")
+    mdet = _read_json(mgicnn_dir / "detection.json", mgi_fix)
+    # detection.json names the model relative to its own folder (the selected fold's best.keras).
+    model_path = Path(mdet.get("model", ""))
+    if not model_path.is_absolute():
+        model_path = mgicnn_dir / model_path
+    mgicnn = load_mgicnn(model_path)
+    return Detector(unet=unet, unet_config=unet_config, unet_threshold=float(det["threshold"]),
+                    unet_max_candidates=int(det.get("max_candidates", unet_config.max_candidates)),
+                    mgicnn=mgicnn, mgicnn_config=MgiConfig.from_dict(mdet.get("config", {})),
+                    threshold=float(mdet["threshold"]))
+
+
+def check_ct(volume: Volume, path: str | os.PathLike) -> None:
+    """DataError unless `volume` looks like a CT in Hounsfield units: numeric, at least 2 slices, values in
+    [-10000, 40000], and some air (the 1st percentile below -500 HU; a chest CT has air at about -1000 HU)."""
+    a = volume.array
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise DataError(path, f"voxel type {a.dtype} is not numeric: not a CT volume")
+    if min(a.shape) < 2:
+        raise DataError(path, f"shape {a.shape} (z, y, x): a CT volume needs at least 2 voxels along every axis")
+    sample = np.asarray(a[:: max(1, a.shape[0] // 16)], dtype=np.float64)
+    if not np.isfinite(sample).all():
+        raise DataError(path, "NaN or infinite voxel values: not a CT volume in Hounsfield units")
+    lo, hi = float(sample.min()), float(sample.max())
+    if lo < -10000 or hi > 40000:
+        raise DataError(path, f"values {lo:g} to {hi:g} lie outside any Hounsfield range: not a CT in HU")
+    p1 = float(np.percentile(sample, 1))
+    if p1 > -500:
+        raise DataError(path, f"no air in the image (1st percentile {p1:g}; a chest CT in Hounsfield units has air "
+                              "at about -1000 HU): not a CT, or not rescaled to HU")
+
+
+def scan_uid(path: str | os.PathLike) -> str:
+    """The series UID of a scan: a DICOM folder's SeriesInstanceUID, else the file name without its suffix."""
+    path = Path(path)
+    if path.is_dir():
+        from .dicom import list_series
+
+        table = list_series(path)
+        if len(table) == 1 and table["series_uid"].iloc[0]:
+            return str(table["series_uid"].iloc[0])
+        return path.name
+    name = path.name
+    for suffix in (".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def detect_volume(detector: Detector, volume: Volume) -> pd.DataFrame:
+    """Every stage-1 candidate of one volume, scored by the MGI-CNN: world (x, y, z) mm, `probability`
+    (MGI-CNN), `unet_probability`, `diameter_mm`, voxel centroid (z, y, x); best first."""
+    from .mgicnn.dataset import as_inputs
+    from .mgicnn.patches import candidate_scales
+    from .unet.inference import detect_candidates
+
+    cands = detect_candidates(detector.unet, volume, detector.unet_config, threshold=detector.unet_threshold,
+                              max_candidates=detector.unet_max_candidates)
+    cands = cands.rename(columns={"probability": "unet_probability"})
+    if len(cands):
+        c = detector.mgicnn_config
+        scales = candidate_scales(volume, cands[["coordX", "coordY", "coordZ"]].to_numpy(np.float64),
+                                  c.hu_min, c.hu_max, c.spline_order)
+        prob = detector.mgicnn.predict(as_inputs(scales), batch_size=c.predict_batch_size, verbose=0)
+        cands["probability"] = np.asarray(prob, np.float64)[:, 0]
+    else:
+        cands["probability"] = pd.Series(dtype=np.float64)
+    return cands.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os.PathLike, threshold: float,
+                source: str = "") -> None:
+    """A PNG report: each finding (up to 12, best first) on its axial slice (lung window), ringed with its
+    diameter, titled with its probability, diameter and world position; a single slice and a note when there
+    is none."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Ellipse
+
+    from .intensity import window_hu
+
+    shown = findings.head(MAX_PANELS)
+    n = max(len(shown), 1)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(4.2 * cols, 4.5 * rows + 0.6))
+    sz, sy, sx = volume.spacing_zyx
+    aspect = sy / sx
+    if not len(shown):
+        ax = fig.add_subplot(1, 1, 1)
+        z = volume.shape[0] // 2
+        ax.imshow(window_hu(volume.array[z]), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+        ax.set_title(f"slice {z} (middle)", fontsize=9)
+        ax.text(0.5, 0.04, f"no findings (MGI-CNN probability >= {threshold:.3g})", color="yellow",
+                ha="center", transform=ax.transAxes, fontsize=10)
+        ax.axis("off")
+    for i, r in enumerate(shown.itertuples()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        z = int(np.clip(np.rint(r.voxel_z), 0, volume.shape[0] - 1))
+        ax.imshow(window_hu(volume.array[z]), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+        rad_y, rad_x = r.diameter_mm / 2 / sy + 3, r.diameter_mm / 2 / sx + 3
+        colour = "red" if r.probability >= threshold else "orange"
+        ax.add_patch(Ellipse((r.voxel_x, r.voxel_y), 2 * rad_x, 2 * rad_y, fill=False, ec=colour, lw=1.5))
+        ax.text(r.voxel_x + rad_x + 2, r.voxel_y - rad_y - 2, f"#{i + 1}", color=colour, fontsize=9)
+        ax.set_title(f"#{i + 1}  p = {r.probability:.3f}, ~{r.diameter_mm:.1f} mm, slice {z}\n"
+                     f"({r.coordX:.1f}, {r.coordY:.1f}, {r.coordZ:.1f}) mm", fontsize=8)
+        ax.axis("off")
+    more = f"; {len(findings) - len(shown)} more in the CSV" if len(findings) > len(shown) else ""
+    fig.suptitle(f"{uid}\n{source}  {len(findings)} finding(s){more}; threshold {threshold:.3g} "
+                 "(chosen on validation)", fontsize=9)
+    fig.tight_layout()
+    save_figure(path, fig)
+
+
+def default_report_dir(out: str | os.PathLike) -> Path:
+    """Where :func:`detect` puts the reports when no folder is given: `<out stem>_report/` beside `out`."""
+    out = Path(out)
+    return out.with_name(out.stem + "_report")
+
+
+def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str | os.PathLike = "data/work/unet",
+           mgicnn_dir: str | os.PathLike = "data/work/mgicnn", report_dir: str | os.PathLike | None = None,
+           threshold: float | None = None, all_candidates: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run both stages on `scans` and write the findings to `out` (CSV, atomic) and one report PNG per scan.
+
+    `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
+    (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
+    beside `out`). Every scan is checked before any model runs, so a bad input fails fast. Returns the rows written.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    if not scans:
+        raise DataError(None, "no scan given")
+    volumes = []
+    for s in scans:  # read and check every input first: a bad file fails before any model work
+        v = read_volume(s)
+        check_ct(v, s)
+        volumes.append((s, v))
+    detector = load_detector(unet_dir, mgicnn_dir)
+    thr = detector.threshold if threshold is None else float(threshold)
+    report_dir = Path(report_dir) if report_dir else default_report_dir(out)
+    frames, seen = [], set()
+    for s, volume in tqdm(volumes, desc="detect", unit="scan", disable=not progress):
+        uid = scan_uid(s)
+        if uid in seen:
+            raise DataError(s, f"series UID {uid} given twice")
+        seen.add(uid)
+        scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
+        findings = scored[scored["probability"] >= thr]
+        plot_report(volume, findings, uid, report_dir / f"{uid}.png", thr, source=str(s))
+        frames.append(scored if all_candidates else findings)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    save_csv(out, rows[RESULT_COLUMNS])
+    return rows
