@@ -142,7 +142,7 @@ def detect_volume(detector: Detector, volume: Volume) -> pd.DataFrame:
 
 
 def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os.PathLike, threshold: float,
-                source: str = "") -> None:
+                source: str = "", threshold_note: str = "chosen on validation") -> None:
     """A PNG report: each finding (up to 12, best first) on its axial slice (lung window), ringed with its
     diameter, titled with its probability, diameter and world position; a single slice and a note when there
     is none."""
@@ -178,8 +178,8 @@ def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os
                      f"({r.coordX:.1f}, {r.coordY:.1f}, {r.coordZ:.1f}) mm", fontsize=8)
         ax.axis("off")
     more = f"; {len(findings) - len(shown)} more in the CSV" if len(findings) > len(shown) else ""
-    fig.suptitle(f"{uid}\n{source}  {len(findings)} finding(s){more}; threshold {threshold:.3g} "
-                 "(chosen on validation)", fontsize=9)
+    fig.suptitle(f"{uid}\n{source}  {len(findings)} finding(s){more}; MGI-CNN threshold {threshold:.3g} "
+                 f"({threshold_note})", fontsize=9)
     fig.tight_layout()
     save_figure(path, fig)
 
@@ -220,7 +220,8 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
         seen.add(uid)
         scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
         findings = scored[scored["probability"] >= thr]
-        plot_report(volume, findings, uid, report_dir / f"{uid}.png", thr, source=str(s))
+        plot_report(volume, findings, uid, report_dir / f"{uid}.png", thr, source=str(s),
+                    threshold_note="chosen on validation" if threshold is None else "given")
         frames.append(scored if all_candidates else findings)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
     save_csv(out, rows[RESULT_COLUMNS])

@@ -13,12 +13,15 @@ z-slices are the channels of a 2-D network.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from ..intensity import window_hu
-from ..volume import Volume
+
+if TYPE_CHECKING:  # annotations only: the model (which needs the shapes below) must not pull in SimpleITK
+    from ..volume import Volume
 
 PATCH_SHAPE = (28, 42, 42)
 CROP_SHAPE = (26, 40, 40)
