@@ -148,11 +148,15 @@ class TrainBatches(keras.utils.PyDataset):
 
 
 def predict_rows(model: keras.Model, patches: PatchSet, index: np.ndarray, batch_size: int = 256,
-                 chunk: int = 4096) -> np.ndarray:
-    """Nodule probability (len(index),) float64 of the rows `index` of `patches`, `chunk` rows read at a time."""
+                 chunk: int = 4096, progress: bool = True) -> np.ndarray:
+    """Nodule probability (len(index),) float64 of the rows `index` of `patches`, `chunk` rows read at a time
+    (a progress bar when there is more than one chunk)."""
+    from tqdm.auto import tqdm
+
     index = np.asarray(index, dtype=np.int64)
     out = np.empty(len(index), dtype=np.float64)
-    for s in range(0, len(index), chunk):
+    starts = range(0, len(index), chunk)
+    for s in tqdm(starts, desc="MGI-CNN scoring", unit="chunk", disable=not progress or len(starts) < 2):
         x = as_inputs(patches.gather_scales(index[s:s + chunk]))
         out[s:s + chunk] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)[:, 0]
     return out
