@@ -96,8 +96,7 @@ PRESETS: dict[str, MgiConfig] = {
     # trained on its candidates_V2.csv plus the U-Net's candidates, scoring the U-Net's test candidates.
     "demo": MgiConfig(
         test_subsets=(4,), val_subset=3, train_sources=("candidates", "unet"), eval_source="unet",
-        filters=(16, 32, 48, 64, 128), dense_units=128, batch_size=64, epochs=6, steps_per_epoch=60,
-        negative_fraction=1.0, learning_rate=1e-3,
+        filters=(16, 32, 48, 64, 128), dense_units=128, batch_size=64, epochs=8, steps_per_epoch=60,
     ),
     # For tests: seconds.
     "tiny": MgiConfig(
