@@ -197,23 +197,27 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
 
     `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
     (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
-    beside `out`). Every scan is checked before any model runs, so a bad input fails fast. Returns the rows written.
+    beside `out`). File headers are checked before any model runs; scans are then read one at a time (memory
+    stays at one scan) and each is checked to be a CT in HU. The CSV is written only when every scan succeeded.
+    Returns the rows written.
     """
     from tqdm.auto import tqdm
+
+    from .volume import read_geometry
 
     out = Path(out)
     if not scans:
         raise DataError(None, "no scan given")
-    volumes = []
-    for s in scans:  # read and check every input first: a bad file fails before any model work
-        v = read_volume(s)
-        check_ct(v, s)
-        volumes.append((s, v))
+    for s in scans:  # headers first (cheap): a missing or corrupt file fails before any model work
+        if not Path(s).is_dir():
+            read_geometry(s)
     detector = load_detector(unet_dir, mgicnn_dir)
     thr = detector.threshold if threshold is None else float(threshold)
     report_dir = Path(report_dir) if report_dir else default_report_dir(out)
     frames, seen = [], set()
-    for s, volume in tqdm(volumes, desc="detect", unit="scan", disable=not progress):
+    for s in tqdm(scans, desc="detect", unit="scan", disable=not progress):
+        volume = read_volume(s)  # one scan in memory at a time
+        check_ct(volume, s)
         uid = scan_uid(s)
         if uid in seen:
             raise DataError(s, f"series UID {uid} given twice")

@@ -116,8 +116,10 @@ def best_epoch(history: pd.DataFrame, config: MgiConfig) -> int:
     return int(max(range(len(keys)), key=lambda i: keys[i]))
 
 
-def plot_history(histories: dict[int, pd.DataFrame], path: str | os.PathLike) -> None:
-    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold, to `path`."""
+def plot_history(histories: dict[int, pd.DataFrame], path: str | os.PathLike,
+                 selected: dict[int, int] | None = None) -> None:
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold, to `path`;
+    a dotted vertical line marks each fold's epoch selected on validation (`selected`: fold -> 1-based epoch)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,12 +134,15 @@ def plot_history(histories: dict[int, pd.DataFrame], path: str | os.PathLike) ->
                 ax.plot(epochs, h[key], "-o", color=colour, ms=3, label=f"fold {test} train")
             if f"val_{key}" in h:
                 ax.plot(epochs, h[f"val_{key}"], "--s", color=colour, ms=3, label=f"fold {test} validation")
+            if selected and test in selected:
+                ax.axvline(selected[test], color=colour, ls=":", lw=1)
     for ax, title in zip(axes, ("loss (sigmoid cross-entropy)", "accuracy (fraction correct at 0.5)")):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("MGI-CNN training (train: augmented epoch stream; validation: held-in validation subset)")
+    fig.suptitle("MGI-CNN training (train: augmented epoch stream; validation: the fold's validation subset; "
+                 "dotted: selected epoch)", fontsize=10)
     save_figure(path, fig)
     plt.close(fig)
 
@@ -205,13 +210,14 @@ def train(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     """
     dataset = LunaDataset(data_root)
     out: dict = {"folds": {}}
-    histories = {}
+    histories, selected = {}, {}
     for fold in config.folds(dataset.subsets):
         test = fold["test"][0]
         print(f"MGI-CNN fold: test subset {test}, validation {fold['val']}, train {fold['train']}", flush=True)
         out["folds"][test] = train_fold(config, data_root, work_dir, fold, resume=resume, verbose=verbose)
         histories[test] = pd.read_csv(Path(work_dir) / f"fold{test}" / "history.csv")
+        selected[test] = out["folds"][test]["best_epoch"]
         if results_dir is not None:
             out["figure"] = str(Path(results_dir) / "3DCNN_acc.png")
-            plot_history(histories, out["figure"])
+            plot_history(histories, out["figure"], selected)
     return out
