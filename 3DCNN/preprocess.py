@@ -6,7 +6,8 @@ the dataset's candidates_V2.csv, labelled), "unet" = stage 1's WORK_DIR/../unet/
 (or UNET_DIR; labelled by the LUNA16 hit rule). Each scan is read once; every candidate gets a 28x42x42
 patch (native spacing, window [HU_MIN, HU_MAX] -> [0, 1], air outside the scan) and its three 6x20x20
 scales. Writes WORK_DIR/patches/subset<k>/{scales.npy, positives.npy, candidates.csv, meta.json} and
-WORK_DIR/preprocess.json. A subset already done with the same candidates is skipped (resume).
+WORK_DIR/preprocess.json, for the subsets in SUBSETS (-1 = every subset of DATA_ROOT). A subset already
+done with the same candidates is skipped (resume).
 
     python 3DCNN/preprocess.py                      # paper preset: LUNA16 candidates_V2.csv, all subsets
     python 3DCNN/preprocess.py --preset demo        # synthetic demo: candidates_V2.csv + U-Net candidates

@@ -28,6 +28,7 @@ XYZ = ["coordX", "coordY", "coordZ"]
 
 
 def _coverage(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[str]) -> dict:
+    """Candidates per scan and candidate sensitivity (LUNA16 hit rule) of `candidates` over the scans `uids`."""
     from ..unet.evaluate import split_metrics
 
     m = split_metrics(candidates, annotations, uids)
@@ -36,6 +37,7 @@ def _coverage(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[st
 
 
 def _froc_metrics(result) -> dict:
+    """The JSON-friendly CPM fields of a :class:`~lungnodule.evaluation.FrocResult`."""
     return {"cpm": result.cpm, "cpm_ci95": list(result.cpm_ci95) if result.cpm_ci95 else None,
             "cpm_interpolated": result.cpm_interpolated, "sensitivities": result.sensitivities,
             "detected": result.detected, "nodules": result.nodules}

@@ -95,6 +95,7 @@ def unet_candidate_files(unet_dir: str | os.PathLike) -> list[Path]:
 
 
 def _fingerprint(config: MgiConfig, rows: pd.DataFrame) -> str:
+    """SHA-1 of the patch settings and a subset's candidate rows: equal fingerprints mean nothing to redo."""
     h = hashlib.sha1()
     h.update(json.dumps([config.hu_min, config.hu_max, config.spline_order, list(PATCH_SHAPE)]).encode())
     h.update(pd.util.hash_pandas_object(rows[["seriesuid", *XYZ, "class", "source"]], index=False).values.tobytes())

@@ -44,6 +44,7 @@ def load_mgicnn(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
 
 def _bce(labels: np.ndarray, prob: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities `prob` against 0/1 `labels` (clipped as Keras does)."""
     p = np.clip(prob, 1e-7, 1 - 1e-7)
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
@@ -106,6 +107,7 @@ class _EpochEnd(keras.callbacks.Callback):
 
 
 def _key(row, config: MgiConfig) -> tuple:
+    """Selection key of a history row (larger is better): (validation CPM, -loss), or (-loss,)."""
     loss = -float(row["val_loss"])
     return (float(row["val_cpm"]), loss) if config.select_by == "cpm" else (loss,)
 
