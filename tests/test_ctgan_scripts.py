@@ -73,6 +73,20 @@ def test_stage_scripts_end_to_end(tiny_dataset, tmp_path):
     uid = pd.read_csv(tampered / "inject" / "tampered_sites.csv")["seriesuid"].iloc[0]
     assert list((tampered / "inject").glob(f"subset*/{uid}.mhd"))
 
+    # Evaluation (a) with a stand-in detector that finds exactly the injected sites.
+    from lungnodule.ctgan.testing import detection_rates
+
+    injected = pd.read_csv(tampered / "inject" / "tampered_sites.csv")
+
+    def detect(volume):
+        return injected[["coordX", "coordY", "coordZ"]].assign(probability=0.9)
+
+    rates = detection_rates(detect, work, data_root=tiny_dataset, progress=False)
+    assert rates["injected"] == len(injected) and rates["injected_detected"] == 1.0
+    assert rates["removed"] == tested["remove"]["sites"] and rates["removed_still_detected"] == 0.0
+    assert rates["clean_nodules_detected"] == 0.0
+    assert detection_rates(detect, work, threshold=0.95, progress=False)["injected_detected"] == 0.0
+
     # The original's CLI: inject at a voxel, write DICOM; the input stays as it was.
     scan = next(tiny_dataset.glob(f"subset*/{uid}.mhd"))
     before = scan.read_bytes(), scan.with_suffix(".raw").read_bytes()

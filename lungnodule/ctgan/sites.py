@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from ..volume import Volume
 
-COARSE_MM = 2.0  # the lung mask and its distance map are computed at about this voxel size
+COARSE_MM = 4.0  # the lung mask and its distance map are computed at about this voxel size
 LUNG_THRESHOLD_HU = -320.0
 _PLANE = np.zeros((3, 3, 3), dtype=bool)
 _PLANE[1] = ndimage.generate_binary_structure(2, 1)
@@ -73,13 +73,17 @@ def far_from(points_xyz: np.ndarray, findings: pd.DataFrame, clearance_mm: float
 
 
 def healthy_sites(volume: Volume, findings: pd.DataFrame, n: int, rng: np.random.Generator,
-                  clearance_mm: float = 20.0, lung_margin_mm: float = 8.0) -> np.ndarray:
+                  clearance_mm: float = 20.0, lung_margin_mm: float = 8.0,
+                  separation_mm: float | None = None) -> np.ndarray:
     """Up to `n` world points (x, y, z) mm inside the lungs, away from all `findings`.
 
     A point qualifies when it is at least `lung_margin_mm` inside the lung field and no finding is within
     `clearance_mm` (box distance, beyond its radius). Points are drawn without replacement, uniformly
-    among the qualifying voxels of a ~2 mm grid; fewer than `n` come back when fewer qualify.
+    among the qualifying voxels of a ~4 mm grid, each at least `separation_mm` (box distance; default
+    2 x clearance, so their cubes never overlap) from those already drawn; fewer than `n` come back when
+    fewer qualify.
     """
+    separation_mm = 2.0 * clearance_mm if separation_mm is None else separation_mm
     if n <= 0:
         return np.zeros((0, 3))
     depth, step = lung_depth_map(volume)
@@ -90,5 +94,13 @@ def healthy_sites(volume: Volume, findings: pd.DataFrame, n: int, rng: np.random
     points = points[far_from(points, findings, clearance_mm)]
     if len(points) == 0:
         return np.zeros((0, 3))
-    chosen = rng.choice(len(points), size=min(n, len(points)), replace=False)
+    order = rng.permutation(len(points))
+    if separation_mm <= 0:
+        return points[np.sort(order[:n])]
+    chosen: list[int] = []
+    for i in order:  # greedy, in random order: each new site keeps its distance from those taken
+        if not chosen or np.all(np.abs(points[chosen] - points[i]).max(axis=1) > separation_mm):
+            chosen.append(int(i))
+            if len(chosen) == n:
+                break
     return points[np.sort(chosen)]

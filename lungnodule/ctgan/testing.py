@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
+from ..errors import ModelMissingError
 from ..intensity import window_hu
 from ..luna import ANNOTATION_COLUMNS, LunaDataset, fold_split
 from ..volume import Volume, write_volume
@@ -79,7 +80,8 @@ def plot_results(examples: list[dict], path: str | os.PathLike) -> None:
 
 
 def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
-         results_dir: str | os.PathLike = "Results", n_examples: int = 2, write_scans: bool = True) -> dict:
+         results_dir: str | os.PathLike = "Results", n_examples: int = 2, write_scans: bool = True,
+         progress: bool = True) -> dict:
     """Tamper the test subset's scans with the trained injector and remover; returns a summary dict.
 
     Writes `<work_dir>/tampered/{inject,remove}/` (LUNA16 layout, see the module docstring),
@@ -97,7 +99,9 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     if write_scans:
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
-    for i, uid in enumerate(tqdm(uids, desc="tampering test scans")):
+    # Injected nodules get the median annotated diameter (the generator draws a typical nodule).
+    inject_diameter = float(dataset.annotations["diameter_mm"].median()) if len(dataset.annotations) else 6.0
+    for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
         volume = dataset.load(uid)
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]
         findings = pd.concat([nodules, excluded[excluded["seriesuid"] == uid]])
@@ -105,20 +109,22 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
         sites = {"inject": healthy_sites(volume, findings, config.inject_per_scan, rng, config.clearance_mm,
                                          config.lung_margin_mm),
                  "remove": nodules[["coordX", "coordY", "coordZ"]].to_numpy(np.float64)}
+        diameters = {"inject": np.full(len(sites["inject"]), inject_diameter),
+                     "remove": nodules["diameter_mm"].to_numpy(np.float64)}
         for mode, points in sites.items():
             result = volume
-            for p in points:
+            for p, diameter in zip(points, diameters[mode]):
                 started = time.perf_counter()
                 result = tamper(result, p, mode, models[mode], coords="world", config=config)
                 seconds = time.perf_counter() - started
                 rows.append({"seriesuid": uid, "mode": mode, "coordX": p[0], "coordY": p[1], "coordZ": p[2],
-                             "hu_before": site_mean_hu(volume, p), "hu_after": site_mean_hu(result, p),
+                             "diameter_mm": diameter, "hu_before": site_mean_hu(volume, p), "hu_after": site_mean_hu(result, p),
                              "seconds": seconds})
                 if len(examples[mode]) < n_examples:
                     examples[mode].append({"uid": uid, "mode": mode, "point": p, "before": volume, "after": result})
             kept = nodules if mode == "inject" else nodules.iloc[:0]
             added = pd.DataFrame({"seriesuid": uid, "coordX": points[:, 0], "coordY": points[:, 1],
-                                  "coordZ": points[:, 2], "diameter_mm": np.nan}) if mode == "inject" else None
+                                  "coordZ": points[:, 2], "diameter_mm": inject_diameter}) if mode == "inject" else None
             annotations[mode].append(pd.concat([kept, added]) if added is not None else kept)
             if write_scans:
                 subset = dataset.subset_of(uid)
@@ -126,13 +132,10 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     sites = pd.DataFrame(rows)
     save_csv(Path(work_dir) / "test_sites.csv", sites)
     if write_scans:
-        # Injected nodules get the median training-nodule diameter (the generator draws a typical nodule).
-        diameter = float(dataset.annotations["diameter_mm"].median()) if len(dataset.annotations) else 6.0
         for mode in ("inject", "remove"):
             folder = tampered_root / mode
             ann = pd.concat(annotations[mode], ignore_index=True) if annotations[mode] else \
                 pd.DataFrame(columns=ANNOTATION_COLUMNS)
-            ann["diameter_mm"] = ann["diameter_mm"].fillna(diameter)
             save_csv(folder / "annotations.csv", ann[ANNOTATION_COLUMNS])
             save_csv(folder / "annotations_excluded.csv", excluded[excluded["seriesuid"].isin(uids)])
             write_text(folder / "seriesuids.csv", "".join(f"{u}\n" for u in uids))
@@ -151,3 +154,112 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
                          "seconds_per_site": float(s["seconds"].mean()) if len(s) else None}
     write_text(Path(work_dir) / "test.json", json.dumps({**summary, "config": config.to_dict()}, indent=2))
     return summary
+
+
+def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
+                    data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Evaluation (a): how the detector sees the tampering done by :func:`test`.
+
+    `detect(volume) -> DataFrame(coordX, coordY, coordZ, probability)` (world mm) is run on every scan
+    of `<work_dir>/tampered/{inject,remove}/`. A site counts as detected when a detection with
+    probability >= `threshold` lies within the site's radius (diameter / 2, the LUNA16 hit criterion;
+    injected sites have the median annotated diameter). Returns `injected_detected` (fraction of
+    injected nodules detected), `removed_still_detected` (fraction of removed nodules still detected),
+    the counts, and, when `data_root` (the untampered dataset) is given, the same fractions on the clean
+    scans (`clean_inject_sites_detected`: false positives at the injection sites before injection;
+    `clean_nodules_detected`: the detector's sensitivity on the nodules before removal). Per-site hits
+    are written to `<work_dir>/tampered/detection_sites.csv`.
+    """
+    root = Path(work_dir) / "tampered"
+    sites = {}
+    for mode in ("inject", "remove"):
+        path = root / mode / "tampered_sites.csv"
+        if not path.exists():
+            raise ModelMissingError(f"{path} not found: run `python CT-GAN/test.py` first")
+        sites[mode] = pd.read_csv(path)
+    clean = LunaDataset(data_root) if data_root is not None else None
+    rows = []
+    for mode, table in sites.items():
+        if not len(table):
+            continue
+        tampered = LunaDataset(root / mode)
+        for uid, group in tqdm(table.groupby("seriesuid", sort=False), desc=f"detecting ({mode})",
+                               disable=not progress):
+            variants = {"tampered": tampered.load(uid)}
+            if clean is not None:
+                variants["clean"] = clean.load(uid)
+            hits = {}
+            for name, volume in variants.items():
+                found = detect(volume)
+                found = found[found["probability"] >= threshold] if len(found) else found
+                pts = found[["coordX", "coordY", "coordZ"]].to_numpy(np.float64) if len(found) else np.zeros((0, 3))
+                centres = group[["coordX", "coordY", "coordZ"]].to_numpy(np.float64)
+                dist = np.linalg.norm(centres[:, None, :] - pts[None, :, :], axis=2) if len(pts) else \
+                    np.full((len(centres), 0), np.inf)
+                radius = group["diameter_mm"].to_numpy(np.float64)[:, None] / 2.0
+                hits[name] = (dist <= radius).any(axis=1) if dist.shape[1] else np.zeros(len(centres), bool)
+            for k, (_, site) in enumerate(group.iterrows()):
+                rows.append({"seriesuid": uid, "mode": mode, "coordX": site["coordX"], "coordY": site["coordY"],
+                             "coordZ": site["coordZ"], "diameter_mm": site["diameter_mm"],
+                             "detected_after": bool(hits["tampered"][k]),
+                             "detected_before": bool(hits["clean"][k]) if "clean" in hits else None})
+    table = pd.DataFrame(rows, columns=["seriesuid", "mode", "coordX", "coordY", "coordZ", "diameter_mm",
+                                       "detected_after", "detected_before"])
+    save_csv(root / "detection_sites.csv", table)
+    inj, rem = table[table["mode"] == "inject"], table[table["mode"] == "remove"]
+
+    def frac(values) -> float | None:
+        return float(np.mean(values.astype(bool))) if len(values) else None
+
+    out = {"threshold": threshold, "injected": int(len(inj)), "removed": int(len(rem)),
+           "injected_detected": frac(inj["detected_after"]),
+           "removed_still_detected": frac(rem["detected_after"])}
+    if clean is not None:
+        out["clean_inject_sites_detected"] = frac(inj["detected_before"])
+        out["clean_nodules_detected"] = frac(rem["detected_before"])
+    return out
+
+
+def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
+                   seed: int = 0, preset: str = "demo", progress: bool = False) -> dict:
+    """The CT-GAN stage of `lungnodule demo`: build both training sets, train both GANs, tamper the test subset.
+
+    Uses the `preset` config (demo: 8 filters, a few epochs; train subsets 0-2, validation 3, test 4 of
+    the synthetic demo dataset) with `seed`. Trains from scratch (no resume). Writes under `work_dir`
+    (training sets, models, tampered scans: `<work_dir>/tampered/{inject,remove}` in LUNA16 layout, for
+    :func:`detection_rates`) and into `results_dir`: `GAN_loss_curve.png`, `GAN_progress_inject.png`,
+    `GAN_progress_remove.png`, `GAN_results.png`. Returns a JSON-friendly dict: `timings` (seconds per
+    step), `metrics` (validation L1 over the whole cube and inside the in-painted mask, in normalised
+    units, per GAN; mean HU within 5 mm of the sites before and after; mean seconds to tamper one site),
+    `figures`, `tampered_root`, `config` and `seed`.
+    """
+    from .config import PRESETS
+    from .dataset import build_trainset
+    from .training import train
+
+    config = PRESETS[preset].replace(seed=int(seed))
+    timings, metrics, trainsets = {}, {}, {}
+    for mode in ("inject", "remove"):
+        started = time.perf_counter()
+        trainsets[mode] = build_trainset(config, data_root, work_dir, mode, progress=progress)
+        timings[f"ctgan_preprocess_{mode}"] = time.perf_counter() - started
+    for mode in ("inject", "remove"):
+        started = time.perf_counter()
+        r = train(config, work_dir, results_dir, mode, resume=False, verbose=1 if progress else 0)
+        timings[f"ctgan_train_{mode}"] = time.perf_counter() - started
+        final = r["final"]
+        metrics[mode] = {"train_sites": trainsets[mode]["train_sites"], "train_cubes": trainsets[mode]["train_cubes"],
+                         "val_cubes": trainsets[mode]["val_cubes"], "epochs": r["epochs"],
+                         "val_l1": final.get("val_g_l1"), "val_mask_l1": final.get("val_mask_l1"),
+                         "d_loss": final.get("d_loss"), "g_loss": final.get("g_loss")}
+    started = time.perf_counter()
+    tested = test(config, data_root, work_dir, results_dir, progress=progress)
+    timings["ctgan_test"] = time.perf_counter() - started
+    for mode in ("inject", "remove"):
+        metrics[mode].update({f"test_{k}": v for k, v in tested[mode].items()})
+    results = Path(results_dir)
+    figures = [str(results / n) for n in ("GAN_loss_curve.png", "GAN_progress_inject.png", "GAN_progress_remove.png",
+                                          "GAN_results.png") if (results / n).exists()]
+    return {"seed": int(seed), "preset": preset, "timings": {k: round(v, 2) for k, v in timings.items()},
+            "metrics": metrics, "figures": figures, "tampered_root": tested["tampered_root"],
+            "config": config.to_dict()}
