@@ -1,0 +1,45 @@
+"""U-Net stage, step 1: LUNA16-format scans -> training slices, masks and manifest per split.
+
+Reads DATA_ROOT (a LUNA16 layout: subset*/<uid>.mhd and annotations.csv, annotations_excluded.csv;
+real LUNA16 or `lungnodule synth` output). For every scan it keeps each axial slice through an annotated
+nodule and NEGATIVE_SLICES_PER_SCAN lung-bearing slices without nodules, windows HU to [HU_MIN, HU_MAX]
+-> [0, 1], resizes to IMAGE_SIZE and draws each nodule's cross-section as the mask. Writes
+WORK_DIR/{train,val,test}/images.npy, masks.npy, manifest.csv (split by LUNA16 subset: TEST_SUBSET,
+VAL_SUBSET, the rest train) and WORK_DIR/preprocess.json. Resumes from WORK_DIR/cache/ when interrupted.
+
+    python Unet/preprocess.py                      # paper preset, data/synthetic
+    python Unet/preprocess.py --preset demo
+    python Unet/preprocess.py --data-root /data/LUNA16
+"""
+
+from lungnodule.scripting import script_args
+from lungnodule.unet.config import PRESETS, UnetConfig
+from lungnodule.unet.preprocess import preprocess
+
+DATA_ROOT = "data/synthetic"
+WORK_DIR = "data/work/unet"
+TEST_SUBSET = 9
+VAL_SUBSET = 8
+IMAGE_SIZE = 320
+HU_MIN = -1000.0
+HU_MAX = 400.0
+IMAGE_INTERPOLATION = "cubic"
+NEGATIVE_SLICES_PER_SCAN = 8
+MASK_LUNGS = False
+MIN_LUNG_FRACTION = 0.01
+SEED = 0
+
+
+def main(argv=None):
+    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
+    config = PRESETS[args.preset or "paper"].replace(**{
+        k: v for k, v in vars(args).items() if k in UnetConfig.__dataclass_fields__})
+    summary = preprocess(config, args.data_root, args.work_dir)
+    for split, s in summary["splits"].items():
+        print(f"{split}: {s['scans']} scans (subsets {s['subsets']}), {s['slices']} slices "
+              f"({s['nodule_slices']} through nodules, {s['negative_slices']} negative) -> {s['path']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

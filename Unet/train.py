@@ -1,0 +1,55 @@
+"""U-Net stage, step 2: train the 2-D U-Net on the preprocessed slices.
+
+Reads WORK_DIR/train and WORK_DIR/val (from Unet/preprocess.py). Trains with -Dice loss (smooth 100),
+SGD-Nesterov (momentum MOMENTUM, learning rate LEARNING_RATE, or CONTINUE_LEARNING_RATE when starting
+from INITIAL_WEIGHTS), BATCH_SIZE slices per batch, EPOCHS epochs of STEPS_PER_EPOCH augmented batches,
+VALIDATION_STEPS validation batches. Writes WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best
+validation Dice), WORK_DIR/history.csv, WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again
+after an interruption: it resumes from last.keras (pass --no-resume to start over).
+
+    python Unet/train.py --preset demo
+"""
+
+from lungnodule.scripting import script_args
+from lungnodule.unet.config import PRESETS, UnetConfig
+from lungnodule.unet.training import train
+
+WORK_DIR = "data/work/unet"
+RESULTS_DIR = "Results"
+INITIAL_WEIGHTS = ""
+RESUME = True
+IMAGE_SIZE = 320
+BASE_FILTERS = 32
+GROWTH_STEP = 32
+BATCH_SIZE = 8
+LEARNING_RATE = 1e-3
+CONTINUE_LEARNING_RATE = 5e-4
+MOMENTUM = 0.9
+EPOCHS = 80
+STEPS_PER_EPOCH = 200
+VALIDATION_STEPS = 10
+ELASTIC_P = 0.5
+ELASTIC_ALPHA = 128.0
+ELASTIC_SIGMA = 15.0
+ROTATE_P = 0.8
+ROTATE_DEG = 20.0
+FLIP_P = 0.5
+SHIFT_P = 0.8
+SHIFT_PX = 30
+DISTORT_RANGE = 0.5
+SEED = 0
+
+
+def main(argv=None):
+    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
+    config = PRESETS[args.preset or "paper"].replace(**{
+        k: v for k, v in vars(args).items() if k in UnetConfig.__dataclass_fields__})
+    result = train(config, args.work_dir, args.results_dir, resume=args.resume,
+                   initial_weights=args.initial_weights or None)
+    print(f"best validation Dice {result['best_val_dice']:.4f} at epoch {result['best_epoch']} of "
+          f"{result['epochs']}; model {result['best_model']}; curves {result.get('figure')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Settings of the U-Net stage: the original system's values (the `paper` preset) and smaller presets.
+
+Pixel-valued augmentation settings (elastic alpha and sigma, shift) are in pixels of the network input
+(`image_size`), as in the original at 320x320. Subsets follow LUNA16's ten folds (paper: test 9,
+validation 8); the synthetic demo dataset has five subsets (test 4, validation 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class UnetConfig:
+    """All U-Net stage settings; defaults reproduce the original (reference section 2 and section 8)."""
+
+    # Data and folds.
+    test_subset: int = 9
+    val_subset: int = 8
+    seed: int = 0
+    # Preprocessing: axial slices windowed to [hu_min, hu_max] -> [0, 1], resized to image_size.
+    image_size: int = 320
+    hu_min: float = -1000.0
+    hu_max: float = 400.0
+    image_interpolation: str = "cubic"  # the original's cv2.INTER_CUBIC; masks are drawn at image_size
+    negative_slices_per_scan: int = 8  # the original gives no number; sampled among lung-bearing slices
+    mask_lungs: bool = False  # zero the image outside the (dilated) lung field, in training and inference
+    min_lung_fraction: float = 0.01  # a slice is lung-bearing when this fraction of it is lung field
+    # Network (the original: 32 filters growing by 32).
+    base_filters: int = 32
+    growth_step: int = 32
+    # Training: SGD-Nesterov, -Dice loss, batch 8, 80 epochs of 200 steps, 10 validation steps.
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    continue_learning_rate: float = 5e-4
+    momentum: float = 0.9
+    epochs: int = 80
+    steps_per_epoch: int = 200
+    validation_steps: int = 10
+    # Augmentation, image and mask together (probabilities per sample).
+    elastic_p: float = 0.5
+    elastic_alpha: float = 128.0
+    elastic_sigma: float = 15.0
+    rotate_p: float = 0.8
+    rotate_deg: float = 20.0
+    flip_p: float = 0.5
+    shift_p: float = 0.8
+    shift_px: int = 30
+    distort_range: float = 0.5  # brightness and contrast factors U(1-r, 1+r), image only (0 disables)
+    # Inference: threshold on the probability, 3-D components, at most max_candidates per scan.
+    threshold: float = 0.5
+    threshold_grid: tuple = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # tried on the validation subset
+    tune_threshold: bool = True
+    max_candidates: int = 100
+    min_component_voxels: int = 1
+    score: str = "max"  # component score: max or mean probability
+    predict_batch_size: int = 8
+
+    def to_dict(self) -> dict:
+        """The settings as a JSON-friendly dict."""
+        d = asdict(self)
+        d["threshold_grid"] = list(self.threshold_grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "UnetConfig":
+        """A config from a dict, ignoring unknown keys (e.g. a script namespace's `preset`)."""
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in names}
+        if "threshold_grid" in kept:
+            kept["threshold_grid"] = tuple(kept["threshold_grid"])
+        return cls(**kept)
+
+    def replace(self, **changes) -> "UnetConfig":
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, UnetConfig] = {
+    "paper": UnetConfig(),
+    # Sized for `lungnodule demo` on a 2-core CPU (<= ~5 min for the whole stage) on the synthetic demo scans.
+    "demo": UnetConfig(
+        test_subset=4, val_subset=3, image_size=128, base_filters=16, growth_step=16,
+        image_interpolation="linear", negative_slices_per_scan=6, batch_size=8, epochs=12,
+        steps_per_epoch=40, validation_steps=10, elastic_alpha=51.2, elastic_sigma=6.0, shift_px=12,
+        max_candidates=20, predict_batch_size=32,
+    ),
+    # For tests: seconds.
+    "tiny": UnetConfig(
+        test_subset=2, val_subset=1, image_size=32, base_filters=4, growth_step=4,
+        image_interpolation="linear", negative_slices_per_scan=2, batch_size=4, epochs=2, steps_per_epoch=3,
+        validation_steps=1, elastic_alpha=12.8, elastic_sigma=1.5, shift_px=3, max_candidates=20,
+        predict_batch_size=16,
+    ),
+}

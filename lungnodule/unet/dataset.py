@@ -1,0 +1,85 @@
+"""Batches of (slice, mask) pairs for Keras from the preprocessed, memory-mapped `.npy` files.
+
+A split folder written by :func:`lungnodule.unet.preprocess.preprocess` holds `images.npy` (N, H, W)
+float16 in [0, 1], `masks.npy` (N, H, W) uint8 {0, 1} and `manifest.csv`. Batches are
+(B, H, W, 1) float32 for both inputs and targets.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..errors import DataError
+from .augment import augment_pair
+from .config import UnetConfig
+
+
+def load_split(folder: str | Path, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Open a split's `images.npy` and `masks.npy` (memory-mapped by default); DataError if missing or inconsistent."""
+    folder = Path(folder)
+    paths = [folder / "images.npy", folder / "masks.npy"]
+    for p in paths:
+        if not p.exists():
+            raise DataError(p, "missing; `python Unet/preprocess.py` makes it")
+    try:
+        images, masks = (np.load(p, mmap_mode="r" if mmap else None) for p in paths)
+    except (ValueError, OSError) as exc:
+        raise DataError(folder, f"cannot read the preprocessed arrays: {exc}") from None
+    if images.shape != masks.shape or images.ndim != 3:
+        raise DataError(folder, f"images {images.shape} and masks {masks.shape} must be equal (N, H, W) shapes")
+    return images, masks
+
+
+class SliceBatches(keras.utils.PyDataset):
+    """Keras dataset of (image, mask) batches drawn from in-memory or memory-mapped arrays.
+
+    Training (`augment=True`): each epoch is `steps` batches of slices drawn without replacement from a
+    seeded permutation (the original drew 200 batches of 8 per epoch), each augmented with
+    :func:`augment_pair` from a Generator seeded by (seed, epoch, batch), so a run is reproducible and a
+    resumed run continues the same stream. Validation (`augment=False`): fixed order, no augmentation.
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, config: UnetConfig, augment: bool,
+                 steps: int | None = None, seed: int = 0, epoch: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if len(images) == 0:
+            raise ValueError("no slices to train on")
+        self.images, self.masks, self.config = images, masks, config
+        self.augment, self.seed, self.epoch = augment, seed, epoch
+        self.batch_size = config.batch_size
+        full = math.ceil(len(images) / self.batch_size)
+        self.steps = full if steps is None else (max(1, min(steps, full)) if not augment else max(1, steps))
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        if not self.augment:
+            return np.arange(len(self.images))
+        # Enough shuffled passes over the data to fill `steps` batches.
+        rng = np.random.default_rng([self.seed, self.epoch])
+        need = self.steps * self.batch_size
+        reps = math.ceil(need / len(self.images))
+        return np.concatenate([rng.permutation(len(self.images)) for _ in range(reps)])[:need]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        # Sorted reads are faster on a memory map; the batch order within a batch does not matter.
+        idx = np.sort(idx)
+        x = np.asarray(self.images[idx], dtype=np.float32)
+        y = np.asarray(self.masks[idx], dtype=np.float32)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            for i in range(len(idx)):
+                x[i], y[i] = augment_pair(x[i], y[i], rng, self.config)
+        return x[..., None], y[..., None]
+
+    def on_epoch_end(self) -> None:
+        if self.augment:
+            self.epoch += 1
+            self._order = self._permutation()

@@ -1,0 +1,192 @@
+"""Held-out evaluation of the U-Net stage: candidates for every scan of a split, sensitivity, FROC / CPM, figure.
+
+The detection threshold is chosen on the validation subset (highest candidate sensitivity, then fewest
+candidates per scan) from `config.threshold_grid`, recorded in `work_dir/detection.json`, and applied
+unchanged to the test subset (and the training subsets, whose candidates train the MGI-CNN stage).
+Candidate files are LUNA16 results CSVs (`seriesuid,coordX,coordY,coordZ,probability`, world mm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..atomic import save_csv, save_figure, write_text
+from ..intensity import window_hu
+from ..luna import LunaDataset, fold_split, write_results
+from .config import UnetConfig
+from .inference import extract_candidates, predict_volume
+from .training import load_unet
+
+XYZ = ["coordX", "coordY", "coordZ"]
+
+
+def nodule_hits(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
+    """For each row of `annotations`, whether any candidate of the same series lies strictly within its radius.
+
+    The LUNA16 hit criterion (distance < diameter / 2, world mm; a negative diameter means 10 mm).
+    """
+    if annotations.empty:
+        return np.zeros(0, dtype=bool)
+    ann = annotations.reset_index(drop=True)
+    pairs = ann[["seriesuid", *XYZ, "diameter_mm"]].reset_index().merge(
+        candidates[["seriesuid", *XYZ]], on="seriesuid", suffixes=("", "_c"))
+    d2 = sum((pairs[c] - pairs[c + "_c"]) ** 2 for c in XYZ)
+    diameter = pairs["diameter_mm"].where(pairs["diameter_mm"] >= 0, 10.0)
+    hit_idx = pairs.loc[d2 < (diameter / 2) ** 2, "index"].unique()
+    hits = np.zeros(len(ann), dtype=bool)
+    hits[hit_idx] = True
+    return hits
+
+
+def split_metrics(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[str]) -> dict:
+    """Candidate sensitivity (LUNA16 hit criterion), nodules, hits and candidates per scan over the scans `uids`."""
+    ann = annotations[annotations["seriesuid"].isin(uids)]
+    cands = candidates[candidates["seriesuid"].isin(uids)]
+    hits = nodule_hits(cands, ann)
+    return {"scans": len(uids), "nodules": int(len(ann)), "nodules_hit": int(hits.sum()),
+            "candidate_sensitivity": float(hits.mean()) if len(ann) else float("nan"),
+            "candidates_per_scan": len(cands) / max(len(uids), 1), "candidates": int(len(cands))}
+
+
+def _choose_threshold(table: pd.DataFrame) -> float:
+    best = table["candidate_sensitivity"].max()
+    ok = table[table["candidate_sensitivity"] >= best - 1e-12]
+    return float(ok.sort_values(["candidates_per_scan", "threshold"], ascending=[True, False])["threshold"].iloc[0])
+
+
+def _figure_panel(volume, uid: str, ann: pd.DataFrame, cands: pd.DataFrame) -> dict:
+    """The slice through the scan's first nodule, with the nodules and candidates near it, in voxel units."""
+    a_vox = volume.world_to_voxel(ann[XYZ].to_numpy(dtype=np.float64).reshape(-1, 3))
+    z = int(np.clip(np.rint(a_vox[0, 0]), 0, volume.shape[0] - 1))
+    sz, sy, sx = volume.spacing_zyx
+    r_mm = ann["diameter_mm"].to_numpy() / 2
+    on = np.abs(a_vox[:, 0] - z) * sz < np.maximum(r_mm, sz / 2)
+    c_near = cands[np.abs(cands["voxel_z"] - z) * sz <= np.maximum(cands["diameter_mm"] / 2, sz)]
+    return {"uid": uid, "z": z, "image": window_hu(volume.array[z]), "spacing": (sy, sx),
+            "nodules": [(y, x, r / sy, r / sx) for (_, y, x), r in zip(a_vox[on], r_mm[on])],
+            "candidates": [(r.voxel_y, r.voxel_x, max(r.diameter_mm / 2 / sy, 4.0), max(r.diameter_mm / 2 / sx, 4.0),
+                            r.probability) for r in c_near.itertuples()]}
+
+
+def plot_results(panels: list[dict], path: str | os.PathLike, title: str) -> None:
+    """Draw held-out slices with ground-truth nodules ringed (green) and U-Net candidates boxed (red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse, Rectangle
+
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        ax.imshow(p["image"], cmap="gray", vmin=0, vmax=1)
+        for y, x, ry, rx in p["nodules"]:
+            ax.add_patch(Ellipse((x, y), 2 * rx + 6, 2 * ry + 6, fill=False, ec="lime", lw=1.5))
+        for y, x, ry, rx, prob in p["candidates"]:
+            ax.add_patch(Rectangle((x - rx - 2, y - ry - 2), 2 * rx + 4, 2 * ry + 4, fill=False, ec="red", lw=1.2))
+            ax.text(x + rx + 3, y - ry - 3, f"{prob:.2f}", color="red", fontsize=7)
+        ax.set_title(f"{p['uid'][-12:]}  slice {p['z']}", fontsize=9)
+        ax.axis("off")
+    for ax in axes[0][len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title + "\ngreen ring: annotated nodule; red box: U-Net candidate (probability)", fontsize=10)
+    save_figure(path, fig)
+    plt.close(fig)
+
+
+def _candidates_frame(uid: str, cands: pd.DataFrame) -> pd.DataFrame:
+    return cands.assign(seriesuid=uid)[["seriesuid", *cands.columns]]
+
+
+def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
+         results_dir: str | os.PathLike | None = "Results", model_path: str | os.PathLike | None = None,
+         splits: tuple[str, ...] = ("val", "test", "train"), n_bootstrap: int = 1000, n_panels: int = 4,
+         progress: bool = True) -> dict:
+    """Detect candidates on the validation, test and training subsets' scans and evaluate them.
+
+    Reads `work_dir/best.keras` (or `model_path`); writes `work_dir/candidates_unet_<split>.csv` for each
+    split in `splits` (LUNA16 results format plus diameter and voxel columns), `candidates_unet.csv` (test),
+    `detection.json` (the threshold chosen on validation), the LUNA16 evaluation of the test subset in
+    `work_dir/froc_test/` and `test_metrics.json`; draws `results_dir/Unet_results.png`. Returns the
+    test subset's metrics (candidate sensitivity, candidates per scan, CPM and its 95% CI) with the
+    per-split metrics under "splits".
+    """
+    from ..evaluation import evaluate_cad, write_evaluation
+
+    work_dir = Path(work_dir)
+    dataset = LunaDataset(data_root)
+    folds = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    model_path = Path(model_path) if model_path else work_dir / "best.keras"
+    model = load_unet(model_path)
+    annotations = dataset.annotations
+    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    kwargs = dict(min_voxels=config.min_component_voxels, score=config.score)
+    out: dict = {"model": str(model_path), "config": config.to_dict(), "seed": config.seed, "folds": folds,
+                 "splits": {}}
+
+    # 1. Threshold on the validation subset: predict once, extract at every threshold of the grid.
+    grid = sorted(set(config.threshold_grid) | {config.threshold}) if config.tune_threshold else [config.threshold]
+    val_uids = dataset.uids_in(folds["val"])
+    by_threshold: dict[float, list[pd.DataFrame]] = {t: [] for t in grid}
+    for uid in tqdm(val_uids, desc="U-Net val", disable=not progress, unit="scan"):
+        volume = dataset.load(uid)
+        prob = predict_volume(model, volume, config)
+        for t in grid:
+            by_threshold[t].append(_candidates_frame(uid, extract_candidates(prob, volume, t, config.max_candidates,
+                                                                             **kwargs)))
+    table = pd.DataFrame([{"threshold": t, **split_metrics(pd.concat(by_threshold[t], ignore_index=True),
+                                                             annotations, val_uids)} for t in grid])
+    threshold = _choose_threshold(table) if config.tune_threshold and len(val_uids) else config.threshold
+    detection = {"threshold": threshold, "max_candidates": config.max_candidates, "score": config.score,
+                 "min_component_voxels": config.min_component_voxels,
+                 "chosen_on": f"validation subset {folds['val']}", "model": str(model_path),
+                 "validation_grid": table.to_dict(orient="records")}
+    write_text(work_dir / "detection.json", json.dumps(detection, indent=2))
+    out["threshold"] = threshold
+    out["validation_grid"] = detection["validation_grid"]
+
+    # 2. Every requested split at the chosen threshold.
+    panels: list[dict] = []
+    for split in splits:
+        uids = dataset.uids_in(folds[split])
+        if split == "val":
+            frames = by_threshold[threshold]
+        else:
+            frames = []
+            for uid in tqdm(uids, desc=f"U-Net {split}", disable=not progress, unit="scan"):
+                volume = dataset.load(uid)
+                cands = extract_candidates(predict_volume(model, volume, config), volume, threshold,
+                                           config.max_candidates, **kwargs)
+                frames.append(_candidates_frame(uid, cands))
+                ann = annotations[annotations["seriesuid"] == uid]
+                if split == "test" and len(panels) < n_panels and len(ann):
+                    panels.append(_figure_panel(volume, uid, ann, cands))
+        cands = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seriesuid", *XYZ, "probability"])
+        path = work_dir / f"candidates_unet_{split}.csv"
+        save_csv(path, cands)  # results columns first, then diameter and voxel centroid
+        metrics = split_metrics(cands, annotations, uids)
+        metrics["path"] = str(path)
+        if split == "test":
+            write_results(work_dir / "candidates_unet.csv", cands)
+            result = evaluate_cad(annotations, excluded, uids, cands, n_bootstrap=n_bootstrap, seed=config.seed)
+            write_evaluation(result, work_dir / "froc_test", "unet")
+            metrics.update({"cpm": result.cpm, "cpm_ci95": list(result.cpm_ci95) if result.cpm_ci95 else None,
+                            "cpm_interpolated": result.cpm_interpolated, "sensitivities": result.sensitivities,
+                            "froc_dir": str(work_dir / "froc_test")})
+        out["splits"][split] = metrics
+    if results_dir is not None and "test" in splits:
+        figure = Path(results_dir) / "Unet_results.png"
+        plot_results(panels, figure, f"U-Net candidates on held-out subset {folds['test']} "
+                                     f"(threshold {threshold:g}, chosen on validation)")
+        out["figure"] = str(figure)
+    if "test" in out["splits"]:
+        out.update({k: out["splits"]["test"][k] for k in
+                    ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "scans", "nodules")})
+    write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
+    return out

@@ -1,0 +1,156 @@
+"""Training of the U-Net on the preprocessed slices: checkpoints, resume, history and the loss figure.
+
+`work_dir` holds the preprocessed splits (`train/`, `val/`) and receives `last.keras` (every epoch),
+`best.keras` (best validation Dice), `history.csv` (one row per epoch, kept across resumes) and
+`train.json` (config, seed, result). An interrupted run continues from `last.keras` at the epoch after
+the last one in `history.csv`. All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path, save_csv, save_figure, write_text
+from ..errors import DataError, ModelMissingError
+from .config import UnetConfig
+from .dataset import SliceBatches, load_split
+from .losses import dice_coefficient, dice_loss
+from .model import build_unet, compile_unet
+
+MONITOR = "val_dice_coefficient"
+
+
+def load_unet(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Load a U-Net saved as `.keras`; ModelMissingError (missing) or DataError (unreadable) with the fix.
+
+    `python Unet/train.py` makes the model. `compile=True` restores the optimiser state too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMissingError(f"{path}: no trained U-Net here; `python Unet/train.py` makes it "
+                                "(after `python Unet/preprocess.py`)")
+    try:
+        return keras.models.load_model(path, compile=compile,
+                                       custom_objects={"dice_loss": dice_loss, "dice_coefficient": dice_coefficient})
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise DataError(path, f"corrupt or unreadable U-Net checkpoint ({type(exc).__name__}: {exc}); "
+                        "delete it and run `python Unet/train.py` again") from None
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    # Keras needs the .keras suffix on the file it writes; the temp name keeps it.
+    with atomic_path(path) as tmp:
+        target = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(target)
+            os.replace(target, tmp)
+        finally:
+            if target.exists():
+                target.unlink()
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Each epoch: append the logs to history.csv, save last.keras, and best.keras when validation Dice improves."""
+
+    def __init__(self, work_dir: Path, history: pd.DataFrame, best: float, on_epoch=None):
+        super().__init__()
+        self.work_dir, self.history, self.best, self.on_epoch = work_dir, history, best, on_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        row = pd.DataFrame([{"epoch": epoch, **logs}])
+        self.history = pd.concat([self.history, row], ignore_index=True) if len(self.history) else row
+        if logs.get(MONITOR, -np.inf) > self.best:
+            self.best = logs[MONITOR]
+            _save_model(self.model, self.work_dir / "best.keras")
+        _save_model(self.model, self.work_dir / "last.keras")
+        # History last: its row count is the resume point, so it never runs ahead of last.keras.
+        save_csv(self.work_dir / "history.csv", self.history)
+        if self.on_epoch is not None:
+            self.on_epoch(self.history)
+
+
+def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "U-Net training") -> None:
+    """Draw train/validation loss (-Dice) and Dice per epoch, side by side, to `path` (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = history["epoch"] + 1
+    for ax, key, label in ((ax1, "loss", "loss (-Dice)"), (ax2, "dice_coefficient", "Dice")):
+        if key in history:
+            ax.plot(epochs, history[key], "o-", label="train", ms=3)
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "s-", label="validation", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_title("loss")
+    ax2.set_title("Dice coefficient (smooth 100)")
+    fig.suptitle(title)
+    save_figure(path, fig)
+    plt.close(fig)
+
+
+def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os.PathLike | None = "Results",
+          resume: bool = True, initial_weights: str | os.PathLike | None = None, verbose: int | str = "auto") -> dict:
+    """Train the U-Net on `work_dir/train`, validate on `work_dir/val`, checkpoint into `work_dir`.
+
+    Resumes from `work_dir/last.keras` and `history.csv` when `resume` and both exist; otherwise starts
+    fresh, from `initial_weights` (a `.keras` model; learning rate `continue_learning_rate`, as the original)
+    when given. Draws `results_dir/Unet_loss.png` (skipped when `results_dir` is None). Returns a dict
+    with the epochs run, the best validation Dice and its epoch, and the paths written.
+    """
+    work_dir = Path(work_dir)
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = load_split(work_dir / "train")
+    x_val, y_val = load_split(work_dir / "val")
+    history_path, last_path = work_dir / "history.csv", work_dir / "last.keras"
+    history = pd.DataFrame()
+    if resume and last_path.exists() and history_path.exists():
+        history = pd.read_csv(history_path)
+        model = load_unet(last_path, compile=True)
+    else:
+        model = build_unet((config.image_size, config.image_size, 1), config.base_filters, config.growth_step)
+        lr = config.learning_rate
+        if initial_weights is not None:
+            model.set_weights(load_unet(initial_weights).get_weights())
+            lr = config.continue_learning_rate
+        compile_unet(model, lr, config.momentum)
+    initial_epoch = len(history)
+    best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
+    train_data = SliceBatches(x_train, y_train, config, augment=True, steps=config.steps_per_epoch,
+                              seed=config.seed, epoch=initial_epoch)
+    val_data = SliceBatches(x_val, y_val, config, augment=False, steps=config.validation_steps)
+    plot = None
+    if results_dir is not None:
+        plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
+    callback = _Checkpoints(work_dir, history, best, plot)
+    meta = {"config": config.to_dict(), "seed": config.seed, "initial_weights": str(initial_weights or ""),
+            "resumed_from_epoch": initial_epoch, "train_slices": int(len(x_train)), "val_slices": int(len(x_val))}
+    write_text(work_dir / "train.json", json.dumps(meta, indent=2))
+    if initial_epoch < config.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=[callback], verbose=verbose)
+    history = callback.history
+    if not (work_dir / "best.keras").exists():
+        raise DataError(work_dir, "training produced no best.keras (no epoch ran and none was saved before)")
+    best_row = history.loc[history[MONITOR].idxmax()]
+    meta.update({"epochs": int(len(history)), "best_epoch": int(best_row["epoch"]) + 1,
+                 "best_val_dice": float(best_row[MONITOR]), "final_val_dice": float(history[MONITOR].iloc[-1]),
+                 "best_model": str(work_dir / "best.keras"), "last_model": str(last_path),
+                 "history": str(history_path)})
+    if plot is not None:
+        plot(history)
+        meta["figure"] = str(Path(results_dir) / "Unet_loss.png")
+    write_text(work_dir / "train.json", json.dumps(meta, indent=2))
+    return meta

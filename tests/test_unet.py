@@ -1,0 +1,225 @@
+"""U-Net stage: model size, loss, augmentation, masks, candidate merging, checkpoints, short training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from lungnodule.errors import DataError, ModelMissingError
+from lungnodule.unet.augment import augment_pair
+from lungnodule.unet.config import PRESETS, UnetConfig
+from lungnodule.unet.dataset import SliceBatches
+from lungnodule.unet.inference import detect_candidates, extract_candidates
+from lungnodule.unet.losses import dice_coefficient, dice_loss
+from lungnodule.unet.masks import draw_slice_mask, nodule_slice_range, to_output_pixels
+from lungnodule.unet.model import build_unet, compile_unet
+from lungnodule.unet.training import load_unet
+from lungnodule.volume import Volume
+
+TINY = PRESETS["tiny"]
+
+
+def test_original_parameter_count():
+    model = build_unet((320, 320, 1))
+    assert model.count_params() == 1_619_461
+    assert model.output_shape == (None, 320, 320, 1)
+    bn_stats = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert bn_stats == 2_370
+
+
+def test_input_size_must_allow_five_poolings():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_unet((100, 100, 1))
+
+
+def test_dice_on_known_inputs():
+    y = np.zeros((2, 4, 4, 1), np.float32)
+    y[0, :2, :2] = 1  # 4 positives
+    p = np.zeros_like(y)
+    p[0, :2, :1] = 1  # 2 of them predicted, nothing else
+    # dice = (2 * 2 + 100) / (4 + 2 + 100)
+    assert float(dice_coefficient(y, p)) == pytest.approx(104 / 106, rel=1e-6)
+    assert float(dice_loss(y, p)) == pytest.approx(-104 / 106, rel=1e-6)
+    assert float(dice_coefficient(y, y)) == pytest.approx(1.0)
+    # Over the whole batch, not per sample: moving the prediction to the other sample changes nothing.
+    q = np.zeros_like(y)
+    q[1, :2, :1] = 1
+    assert float(dice_coefficient(y, q)) == pytest.approx(100 / 106, rel=1e-6)
+
+
+def _shape_image(size=64):
+    m = np.zeros((size, size), np.float32)
+    m[10:30, 20:28] = 1  # asymmetric: a flip or rotation shows
+    m[30:34, 20:40] = 1
+    return m
+
+
+def test_augmentation_keeps_masks_binary_and_aligned():
+    cfg = TINY.replace(elastic_p=1.0, rotate_p=1.0, shift_p=1.0, distort_range=0.0, elastic_alpha=20.0,
+                       elastic_sigma=3.0, shift_px=6)
+    rng = np.random.default_rng(1)
+    m = _shape_image()
+    for _ in range(20):
+        image, mask = augment_pair(m, m, rng, cfg)
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        # The image (equal to the mask before) went through the same transforms: its 0.5 level set is the mask,
+        # up to pixels at the boundary where the mask was re-binarised between two interpolations.
+        differ = (image >= 0.5) != (mask > 0)
+        assert differ.sum() <= 0.1 * max(mask.sum(), 1)
+        if mask.sum():
+            assert np.all(np.abs(image[differ] - 0.5) < 0.5)
+
+
+def test_exact_transforms_are_identical_on_image_and_mask():
+    cfg = TINY.replace(elastic_p=0.0, rotate_p=0.0, shift_p=1.0, distort_range=0.0, flip_p=0.5)
+    rng = np.random.default_rng(2)
+    m = _shape_image()
+    seen = set()
+    for _ in range(10):
+        image, mask = augment_pair(m, m, rng, cfg)
+        assert np.array_equal(image, mask)  # flips and integer shifts are exact
+        seen.add(image.tobytes())
+    assert len(seen) > 1
+
+
+def test_intensity_distortion_never_touches_the_mask():
+    cfg = TINY.replace(elastic_p=0.0, rotate_p=0.0, shift_p=0.0, flip_p=0.0, distort_range=0.5)
+    rng = np.random.default_rng(3)
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    mask = (image > 0.7).astype(np.float32)
+    out_image, out_mask = augment_pair(image, mask, rng, cfg)
+    assert np.array_equal(out_mask, mask)
+    assert not np.allclose(out_image, image)
+    assert out_image.min() >= 0 and out_image.max() <= 1
+
+
+def test_elastic_field_differs_per_sample():
+    cfg = TINY.replace(elastic_p=1.0, rotate_p=0.0, shift_p=0.0, flip_p=0.0, distort_range=0.0,
+                       elastic_alpha=20.0, elastic_sigma=3.0)
+    rng = np.random.default_rng(4)
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    a, _ = augment_pair(ramp, ramp > 0.5, rng, cfg)
+    b, _ = augment_pair(ramp, ramp > 0.5, rng, cfg)
+    assert not np.allclose(a, b)
+
+
+def test_mask_disc_radius_follows_the_sphere():
+    # 10 mm nodule, 0.5 mm pixels, 1 mm slices, native 200 px drawn at 200 px: on the slice 3 mm from the centre
+    # the disc radius is sqrt(5^2 - 3^2) = 4 mm = 8 px, area ~ pi * 64.
+    shape, spacing = (30, 200, 200), (1.0, 0.5, 0.5)
+    centre = np.array([[15.0, 100.0, 80.0]])
+    m = draw_slice_mask(18, shape, spacing, centre, np.array([5.0]), (200, 200))
+    assert m.sum() == pytest.approx(np.pi * 64, rel=0.08)
+    assert m[100, 80] == 1 and m[100, 80 + 9] == 0
+    # Resized to 100 px the radius halves.
+    m2 = draw_slice_mask(18, shape, spacing, centre, np.array([5.0]), (100, 100))
+    assert m2.sum() == pytest.approx(np.pi * 16, rel=0.15)
+    first, last = nodule_slice_range(centre, np.array([5.0]), spacing, shape[0])
+    assert (first[0], last[0]) == (10, 20)
+    assert draw_slice_mask(9, shape, spacing, centre, np.array([5.0]), (200, 200)).sum() == 0
+
+
+def test_tiny_nodule_keeps_its_centre_pixel():
+    # A 2 mm nodule on 3 mm slices, 512 px downsized to 32 px: still one pixel on its nearest slice.
+    centre = np.array([[7.4, 300.0, 100.0]])
+    m = draw_slice_mask(7, (20, 512, 512), (3.0, 0.7, 0.7), centre, np.array([1.0]), (32, 32))
+    iy, ix = (int(np.rint(to_output_pixels(c, 512, 32))) for c in (300.0, 100.0))
+    assert m[iy, ix] == 1
+
+
+def test_candidate_merging_on_a_flipped_scan():
+    shape = (20, 64, 64)
+    vol = Volume(np.zeros(shape, np.int16), origin=(10.0, 20.0, -30.0), spacing=(0.7, 0.8, 2.0),
+                 direction=np.diag([-1.0, -1.0, 1.0]))
+    prob = np.zeros(shape, np.float16)
+    zz, yy, xx = np.mgrid[:20, :64, :64]
+    ball = (zz - 8) ** 2 + (yy - 30) ** 2 + (xx - 40) ** 2 <= 9
+    prob[ball] = 0.9
+    prob[15, 5:7, 5:7] = 0.6  # a weaker, separate blob
+    cands = extract_candidates(prob, vol, threshold=0.5)
+    assert len(cands) == 2
+    best = cands.iloc[0]
+    assert best.probability == pytest.approx(0.9, abs=1e-3)
+    # world = origin + direction @ (spacing * index_xyz); x and y axes flipped.
+    expected = (10.0 - 0.7 * 40, 20.0 - 0.8 * 30, -30.0 + 2.0 * 8)
+    assert (best.coordX, best.coordY, best.coordZ) == pytest.approx(expected, abs=1e-6)
+    assert best.n_voxels == ball.sum()
+    assert best.diameter_mm == pytest.approx(np.cbrt(6 * ball.sum() * 0.7 * 0.8 * 2.0 / np.pi))
+    # Round trip through the volume's own geometry.
+    assert vol.world_to_voxel(np.array(expected)) == pytest.approx([8, 30, 40])
+    assert len(extract_candidates(prob, vol, threshold=0.5, max_candidates=1)) == 1
+    assert len(extract_candidates(prob, vol, threshold=0.95)) == 0
+
+
+def test_slices_joined_into_one_3d_component():
+    shape = (10, 32, 32)
+    vol = Volume(np.zeros(shape, np.int16))
+    prob = np.zeros(shape, np.float16)
+    prob[3:7, 10:13, 10:13] = 0.8  # four slices, one component
+    prob[5, 11, 11] = 1.0
+    cands = extract_candidates(prob, vol, threshold=0.5)
+    assert len(cands) == 1
+    assert cands.probability.iloc[0] == pytest.approx(1.0)
+    assert extract_candidates(prob, vol, threshold=0.5, score="mean").probability.iloc[0] < 0.9
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    with pytest.raises(ModelMissingError, match="Unet/train.py"):
+        load_unet(tmp_path / "best.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a keras zip file")
+    with pytest.raises(DataError, match="bad.keras"):
+        load_unet(bad)
+
+
+def test_short_training_lowers_the_loss():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    n, s = 16, 32
+    y = np.zeros((n, s, s), np.float32)
+    x = rng.random((n, s, s)).astype(np.float32) * 0.3
+    for i in range(n):
+        cy, cx = rng.integers(8, 24, size=2)
+        y[i, cy - 3:cy + 3, cx - 3:cx + 3] = 1
+    x = np.clip(x + 0.7 * y, 0, 1)
+    cfg = TINY.replace(batch_size=4)
+    model = compile_unet(build_unet((s, s, 1), 4, 4), learning_rate=0.05)
+    data = SliceBatches(x, y, cfg, augment=False)
+    loss = model.fit(data, epochs=8, verbose=0).history["loss"]
+    assert loss[-1] < loss[0] - 0.05
+    assert np.isfinite(loss).all()
+
+
+def test_batches_are_reproducible_and_augmented():
+    rng = np.random.default_rng(0)
+    x = rng.random((10, 32, 32)).astype(np.float16)
+    y = (rng.random((10, 32, 32)) > 0.8).astype(np.uint8)
+    a = SliceBatches(x, y, TINY, augment=True, steps=3, seed=5)
+    b = SliceBatches(x, y, TINY, augment=True, steps=3, seed=5)
+    xa, ya = a[1]
+    xb, yb = b[1]
+    assert xa.shape == (TINY.batch_size, 32, 32, 1) and xa.dtype == np.float32
+    assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    assert set(np.unique(ya)) <= {0.0, 1.0}
+    a.on_epoch_end()
+    assert not np.array_equal(a[1][0], xa)
+
+
+def test_detect_candidates_runs_on_a_volume():
+    keras.utils.set_random_seed(0)
+    model = build_unet((32, 32, 1), 4, 4)
+    # A body (water) with two air lungs, padded by air: the lung mask finds the lungs.
+    arr = np.full((12, 48, 48), -1000, np.int16)
+    arr[:, 6:42, 4:44] = 0
+    arr[:, 12:36, 8:22] = -850
+    arr[:, 12:36, 26:40] = -850
+    vol = Volume(arr, origin=(-30, -30, 0), spacing=(1.2, 1.2, 3.0), direction=np.diag([-1.0, -1.0, 1.0]))
+    cfg = TINY.replace(threshold=0.0, max_candidates=5)
+    cands = detect_candidates(model, vol, cfg)
+    assert list(cands.columns[:5]) == ["coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+    assert 1 <= len(cands) <= 5
+    back = vol.world_to_voxel(cands[["coordX", "coordY", "coordZ"]].to_numpy())
+    assert np.allclose(back, cands[["voxel_z", "voxel_y", "voxel_x"]].to_numpy())
