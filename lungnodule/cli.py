@@ -34,7 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir,
-             n_scans=args.scans, seed=args.seed, stages=args.stages)
+             n_scans=args.scans, seed=args.seed, stages=args.stages, preset=args.preset)
     return 0
 
 
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scans", type=int, default=40, help="synthetic scans to generate (default 40)")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training (default 0)")
     p.add_argument("--stages", nargs="+", default=None, help="run only these steps (default: all)")
+    p.add_argument("--preset", choices=["demo", "tiny"], default="demo",
+                   help="data and stage presets: demo (default) or tiny (seconds; a smoke test)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("detect", help="find nodules in CT scans with the trained U-Net + MGI-CNN")

@@ -42,7 +42,8 @@ def script_args(
     The namespace has one lowercase attribute per constant plus `preset`.
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [k for k in constants if k.isupper() and not k.startswith("_")]
+    # Imported tables (a stage's PRESETS dict) are not settings.
+    names = [k for k in constants if k.isupper() and not k.startswith("_") and not isinstance(constants[k], Mapping)]
     for name in names:
         _add(parser, name, constants[name])
     if presets:

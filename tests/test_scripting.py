@@ -26,3 +26,9 @@ def test_types_follow_the_constants():
     assert args.input_shape == (64, 96) and args.learning_rate == 0.5 and args.weights == "w.keras"
     with pytest.raises(SystemExit):
         script_args("doc", CONSTANTS, None, ["--epochs", "many"])
+
+
+def test_imported_preset_table_is_not_a_flag():
+    constants = {**CONSTANTS, "PRESETS": PRESETS}
+    args = script_args("doc", constants, PRESETS, [])
+    assert not hasattr(args, "presets")

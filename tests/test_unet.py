@@ -12,6 +12,7 @@ from lungnodule.errors import DataError, ModelMissingError
 from lungnodule.unet.augment import augment_pair
 from lungnodule.unet.config import PRESETS, UnetConfig
 from lungnodule.unet.dataset import SliceBatches
+from lungnodule.unet.slices import prepare_stacks
 from lungnodule.unet.inference import detect_candidates, extract_candidates
 from lungnodule.unet.losses import dice_coefficient, dice_loss
 from lungnodule.unet.masks import draw_slice_mask, nodule_slice_range, to_output_pixels
@@ -187,7 +188,7 @@ def test_short_training_lowers_the_loss():
     x = np.clip(x + 0.7 * y, 0, 1)
     cfg = TINY.replace(batch_size=4)
     model = compile_unet(build_unet((s, s, 1), 4, 4), learning_rate=0.05)
-    data = SliceBatches(x, y, cfg, augment=False)
+    data = SliceBatches(x[..., None], y, cfg, augment=False)
     loss = model.fit(data, epochs=8, verbose=0).history["loss"]
     assert loss[-1] < loss[0] - 0.05
     assert np.isfinite(loss).all()
@@ -195,13 +196,14 @@ def test_short_training_lowers_the_loss():
 
 def test_batches_are_reproducible_and_augmented():
     rng = np.random.default_rng(0)
-    x = rng.random((10, 32, 32)).astype(np.float16)
+    x = rng.random((10, 32, 32, 3)).astype(np.float16)
     y = (rng.random((10, 32, 32)) > 0.8).astype(np.uint8)
     a = SliceBatches(x, y, TINY, augment=True, steps=3, seed=5)
     b = SliceBatches(x, y, TINY, augment=True, steps=3, seed=5)
     xa, ya = a[1]
     xb, yb = b[1]
-    assert xa.shape == (TINY.batch_size, 32, 32, 1) and xa.dtype == np.float32
+    assert xa.shape == (TINY.batch_size, 32, 32, 3) and xa.dtype == np.float32
+    assert ya.shape == (TINY.batch_size, 32, 32, 1)
     assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
     assert set(np.unique(ya)) <= {0.0, 1.0}
     a.on_epoch_end()
@@ -223,3 +225,31 @@ def test_detect_candidates_runs_on_a_volume():
     assert 1 <= len(cands) <= 5
     back = vol.world_to_voxel(cands[["coordX", "coordY", "coordZ"]].to_numpy())
     assert np.allclose(back, cands[["voxel_z", "voxel_y", "voxel_x"]].to_numpy())
+
+
+def test_context_channels_hold_neighbouring_slices_clamped_at_the_ends():
+    arr = np.stack([np.full((16, 16), -1000 + 100 * z, np.int16) for z in range(5)])
+    cfg = TINY.replace(image_size=16, context_slices=1)
+    x = prepare_stacks(arr, np.array([0, 2, 4]), cfg)
+    assert x.shape == (3, 16, 16, 3)
+    level = x[:, 0, 0, :]  # window [-1000, 400]: slice z has value z * 100 / 1400
+    expected = np.array([[0, 0, 1], [1, 2, 3], [3, 4, 4]]) * 100 / 1400
+    assert np.allclose(level, expected, atol=1e-6)
+    assert prepare_stacks(arr, np.array([2]), TINY.replace(image_size=16)).shape == (1, 16, 16, 1)
+
+
+def test_augmentation_moves_every_channel_with_the_mask():
+    rng = np.random.default_rng(3)
+    mask = np.zeros((64, 64), np.float32)
+    mask[20:30, 36:46] = 1
+    image = np.repeat(mask[..., None], 3, axis=2) * np.array([0.2, 0.6, 1.0], np.float32)
+    cfg = TINY.replace(elastic_p=1.0, rotate_p=1.0, shift_p=1.0, distort_range=0.0, elastic_alpha=8.0, elastic_sigma=4.0)
+    assert augment_pair(image[..., :1], mask, rng, cfg)[0].shape == (64, 64, 1)
+    for _ in range(5):
+        out, m = augment_pair(image, mask, rng, cfg)
+        assert out.shape == (64, 64, 3)
+        on = m > 0
+        assert on.any()
+        # Each channel keeps its own level inside the moved mask and is dark well away from it.
+        for c, level in enumerate((0.2, 0.6, 1.0)):
+            assert np.median(out[..., c][on]) == pytest.approx(level, abs=0.15)

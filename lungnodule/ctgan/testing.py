@@ -197,7 +197,7 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
                 dist = np.linalg.norm(centres[:, None, :] - pts[None, :, :], axis=2) if len(pts) else \
                     np.full((len(centres), 0), np.inf)
                 radius = group["diameter_mm"].to_numpy(np.float64)[:, None] / 2.0
-                hits[name] = (dist <= radius).any(axis=1) if dist.shape[1] else np.zeros(len(centres), bool)
+                hits[name] = (dist < radius).any(axis=1) if dist.shape[1] else np.zeros(len(centres), bool)
             for k, (_, site) in enumerate(group.iterrows()):
                 rows.append({"seriesuid": uid, "mode": mode, "coordX": site["coordX"], "coordY": site["coordY"],
                              "coordZ": site["coordZ"], "diameter_mm": site["diameter_mm"],

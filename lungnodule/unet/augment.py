@@ -4,7 +4,8 @@ Order as in the original: elastic deformation, rotation, flips, brightness/contr
 mask get the same geometric transform with the same (linear) interpolation; the mask is re-binarised
 at 0.5 after every interpolation, so it stays {0, 1} and aligned with the image. Brightness and contrast
 change the image only (the original also distorted the mask). The elastic field is drawn per sample from
-the caller's `numpy.random.Generator` (the original reused one fixed field). Arrays are (H, W) float32.
+the caller's `numpy.random.Generator` (the original reused one fixed field). Images are (H, W) or
+(H, W, C) float32 (every channel gets the same transform), masks (H, W).
 """
 
 from __future__ import annotations
@@ -22,25 +23,27 @@ def _binarise(mask: np.ndarray) -> np.ndarray:
 def elastic_deform(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, alpha: float, sigma: float):
     """Elastic deformation (Simard et al.): displacement fields U(-1, 1) smoothed by a Gaussian of `sigma` px,
     scaled by `alpha` px, applied to image and mask with bilinear interpolation (zero outside)."""
-    h, w = image.shape
+    h, w = image.shape[:2]
     dx = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma) * alpha
     dy = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma) * alpha
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x, map_y = gx + dx, gy + dy
-    warp = lambda a: cv2.remap(a, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # OpenCV drops a trailing channel axis of length 1; the reshape restores it.
+    warp = lambda a: cv2.remap(a, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0).reshape(a.shape)
     return warp(image), _binarise(warp(mask))
 
 
 def _affine(image: np.ndarray, mask: np.ndarray, matrix: np.ndarray):
-    h, w = image.shape
-    warp = lambda a: cv2.warpAffine(a, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    h, w = image.shape[:2]
+    warp = lambda a: cv2.warpAffine(a, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                    borderValue=0).reshape(a.shape)
     return warp(image), _binarise(warp(mask))
 
 
 def rotate(image: np.ndarray, mask: np.ndarray, angle_deg: float):
     """Rotate both arrays by `angle_deg` degrees about the image centre (zero fill), as the original's OpenCV call."""
-    h, w = image.shape
+    h, w = image.shape[:2]
     return _affine(image, mask, cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle_deg, 1.0))
 
 
@@ -61,7 +64,7 @@ def distort_intensity(image: np.ndarray, rng: np.random.Generator, factor_range:
 
 
 def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, config: UnetConfig):
-    """Apply the original's random augmentation chain to one (H, W) slice and its binary mask.
+    """Apply the original's random augmentation chain to one (H, W) or (H, W, C) slice and its (H, W) binary mask.
 
     Returns new float32 arrays (inputs are not modified); the mask is exactly {0, 1}.
     """

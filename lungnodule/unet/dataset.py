@@ -1,8 +1,8 @@
 """Batches of (slice, mask) pairs for Keras from the preprocessed, memory-mapped `.npy` files.
 
-A split folder written by :func:`lungnodule.unet.preprocess.preprocess` holds `images.npy` (N, H, W)
-float16 in [0, 1], `masks.npy` (N, H, W) uint8 {0, 1} and `manifest.csv`. Batches are
-(B, H, W, 1) float32 for both inputs and targets.
+A split folder written by :func:`lungnodule.unet.preprocess.preprocess` holds `images.npy` (N, H, W, C)
+float16 in [0, 1] (C input channels), `masks.npy` (N, H, W) uint8 {0, 1} and `manifest.csv`. Batches
+are (B, H, W, C) inputs and (B, H, W, 1) targets, float32.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from .config import UnetConfig
 
 
 def load_split(folder: str | Path, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Open a split's `images.npy` and `masks.npy` (memory-mapped by default); DataError if missing or inconsistent."""
+    """Open a split's `images.npy` (N, H, W, C) and `masks.npy` (N, H, W), memory-mapped by default.
+
+    DataError if either is missing or their shapes disagree.
+    """
     folder = Path(folder)
     paths = [folder / "images.npy", folder / "masks.npy"]
     for p in paths:
@@ -29,8 +32,9 @@ def load_split(folder: str | Path, mmap: bool = True) -> tuple[np.ndarray, np.nd
         images, masks = (np.load(p, mmap_mode="r" if mmap else None) for p in paths)
     except (ValueError, OSError) as exc:
         raise DataError(folder, f"cannot read the preprocessed arrays: {exc}") from None
-    if images.shape != masks.shape or images.ndim != 3:
-        raise DataError(folder, f"images {images.shape} and masks {masks.shape} must be equal (N, H, W) shapes")
+    if images.ndim != 4 or masks.ndim != 3 or images.shape[:3] != masks.shape:
+        raise DataError(folder, f"images {images.shape} must be (N, H, W, C) and masks {masks.shape} (N, H, W) "
+                                "with equal N, H, W; preprocess again with `python Unet/preprocess.py`")
     return images, masks
 
 
@@ -77,7 +81,7 @@ class SliceBatches(keras.utils.PyDataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
             for i in range(len(idx)):
                 x[i], y[i] = augment_pair(x[i], y[i], rng, self.config)
-        return x[..., None], y[..., None]
+        return x, y[..., None]
 
     def on_epoch_end(self) -> None:
         if self.augment:

@@ -21,7 +21,7 @@ from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
 from .config import UnetConfig
 from .inference import extract_candidates, predict_volume
-from .training import load_unet
+from .training import load_unet, trained_input_config
 
 XYZ = ["coordX", "coordY", "coordZ"]
 
@@ -110,7 +110,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
          progress: bool = True) -> dict:
     """Detect candidates on the validation, test and training subsets' scans and evaluate them.
 
-    Reads `work_dir/best.keras` (or `model_path`); writes `work_dir/candidates_unet_<split>.csv` for each
+    Reads `work_dir/best.keras` (or `model_path`) and prepares slices as its `train.json` records; writes `work_dir/candidates_unet_<split>.csv` for each
     split in `splits` (LUNA16 results format plus diameter and voxel columns), `candidates_unet.csv` (test),
     `detection.json` (the threshold chosen on validation), the LUNA16 evaluation of the test subset in
     `work_dir/froc_test/` and `test_metrics.json`; draws `results_dir/Unet_results.png`. Returns the
@@ -124,6 +124,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     folds = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
     model_path = Path(model_path) if model_path else work_dir / "best.keras"
     model = load_unet(model_path)
+    config = trained_input_config(config, model_path)
     annotations = dataset.annotations
     excluded = dataset.excluded if "excluded" in dataset.paths else None
     kwargs = dict(min_voxels=config.min_component_voxels, score=config.score)
@@ -190,3 +191,36 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
                     ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "scans", "nodules")})
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
     return out
+
+
+def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
+                   seed: int = 0, preset: str = "demo", n_bootstrap: int = 1000) -> dict:
+    """The U-Net stage of `lungnodule demo`: preprocess, train from scratch and test with the `preset` config.
+
+    Writes into `work_dir/unet/` (slices, models, candidates for every split, detection.json) and
+    `results_dir` (Unet_loss.png, Unet_results.png). Returns the test subset's metrics (candidate
+    sensitivity, candidates per scan, CPM with its 95% CI), the threshold chosen on validation, the
+    best validation Dice and each step's wall time.
+    """
+    import time
+
+    from .config import PRESETS
+    from .preprocess import preprocess
+    from .training import train
+
+    config = PRESETS[preset].replace(seed=int(seed))
+    unet_dir = Path(work_dir) / "unet"
+    timings = {}
+    t0 = time.perf_counter()
+    preprocess(config, data_root, unet_dir, progress=False)
+    timings["unet_preprocess"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trained = train(config, unet_dir, results_dir, resume=False, verbose=2)
+    timings["unet_train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = test(config, data_root, unet_dir, results_dir, n_bootstrap=n_bootstrap, progress=False)
+    timings["unet_test"] = time.perf_counter() - t0
+    keys = ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "scans", "nodules", "threshold")
+    return {**{k: metrics[k] for k in keys}, "best_val_dice": trained["best_val_dice"],
+            "best_epoch": trained["best_epoch"], "epochs": trained["epochs"], "timings": timings,
+            "details": str(unet_dir / "test_metrics.json")}

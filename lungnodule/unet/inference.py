@@ -19,7 +19,7 @@ from scipy import ndimage
 from ..volume import Volume
 from .config import UnetConfig
 from .lungs import lung_field_mask, lung_slices
-from .slices import prepare_slices
+from .slices import prepare_stacks
 
 CANDIDATE_COLUMNS = ["coordX", "coordY", "coordZ", "probability", "diameter_mm",
                      "voxel_z", "voxel_y", "voxel_x", "n_voxels"]
@@ -46,7 +46,7 @@ def predict_volume(model: keras.Model, volume: Volume, config: UnetConfig, batch
     prob = np.zeros((depth, h, w), dtype=np.float16)
     for start in range(0, len(zs), _CHUNK):
         chunk = zs[start:start + _CHUNK]
-        x = prepare_slices(volume.array[chunk], config, lungs[chunk])[..., None]
+        x = prepare_stacks(volume.array, chunk, config, lungs)
         for b in range(0, len(chunk), batch_size):
             p = keras.ops.convert_to_numpy(model(x[b:b + batch_size], training=False))[..., 0]
             for i, z in enumerate(chunk[b:b + batch_size]):

@@ -37,11 +37,14 @@ def nodule_slice_range(centres_zyx: np.ndarray, radii_mm: np.ndarray, spacing_zy
     return np.maximum(first, 0).astype(int), np.minimum(last, depth - 1).astype(int)
 
 
-def draw_slice_mask(z: int, shape_zyx, spacing_zyx, centres_zyx, radii_mm, out_hw: tuple[int, int]) -> np.ndarray:
+def draw_slice_mask(z: int, shape_zyx, spacing_zyx, centres_zyx, radii_mm, out_hw: tuple[int, int],
+                    min_radius_px: float = 0.0) -> np.ndarray:
     """The (out_h, out_w) uint8 {0, 1} mask of the nodules' cross-sections on native slice `z`.
 
     `shape_zyx` and `spacing_zyx` describe the native volume, `centres_zyx` (K, 3) continuous voxel
-    indices (from :meth:`Volume.world_to_voxel`), `radii_mm` (K,) radii in mm. Vectorised over nodules.
+    indices (from :meth:`Volume.world_to_voxel`), `radii_mm` (K,) radii in mm. Each disc is drawn with
+    at least `min_radius_px` output pixels of radius on every slice the nodule touches (0: the true
+    cross-section). Vectorised over nodules.
     """
     _, h, w = shape_zyx
     oh, ow = out_hw
@@ -57,8 +60,8 @@ def draw_slice_mask(z: int, shape_zyx, spacing_zyx, centres_zyx, radii_mm, out_h
     disc_mm = np.sqrt(np.maximum(r ** 2 - ((z - c[:, 0]) * sz) ** 2, 0.0))
     cy = to_output_pixels(c[:, 1], h, oh)
     cx = to_output_pixels(c[:, 2], w, ow)
-    ry = disc_mm / sy * (oh / h)
-    rx = disc_mm / sx * (ow / w)
+    ry = np.maximum(disc_mm / sy * (oh / h), min_radius_px)
+    rx = np.maximum(disc_mm / sx * (ow / w), min_radius_px)
     yy = np.arange(oh, dtype=np.float64)[None, :, None]
     xx = np.arange(ow, dtype=np.float64)[None, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .losses import dice_coefficient, dice_loss
+from .losses import SMOOTH, SegmentationLoss, dice_coefficient, dice_loss
 
 
 def _conv(x, filters: int, name: str):
@@ -61,14 +61,22 @@ def build_unet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def compile_unet(model: keras.Model, learning_rate: float = 1e-3, momentum: float = 0.9) -> keras.Model:
-    """Compile with the original's optimiser and loss: SGD with Nesterov momentum, loss = -Dice (smooth 100).
+def compile_unet(model: keras.Model, learning_rate: float = 1e-3, momentum: float = 0.9,
+                 optimizer: str = "sgd", smooth: float = SMOOTH, bce_weight: float = 0.0,
+                 positive_weight: float = 1.0) -> keras.Model:
+    """Compile for training; the defaults are the original's: SGD with Nesterov momentum, loss = -Dice (smooth 100).
 
-    The original uses learning rate 1e-3 from scratch and 5e-4 when continuing from weights.
+    The original uses learning rate 1e-3 from scratch and 5e-4 when continuing from weights. `optimizer`
+    "adam" uses Adam (`momentum` unused); `bce_weight` > 0 adds a positive-weighted cross-entropy
+    (:class:`SegmentationLoss`). The reported metric is always the original's Dice (smooth 100).
     """
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True),
-        loss=dice_loss,
-        metrics=[dice_coefficient],
-    )
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)
+    elif optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate=learning_rate)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    original = smooth == SMOOTH and bce_weight == 0
+    loss = dice_loss if original else SegmentationLoss(smooth, bce_weight, positive_weight)
+    model.compile(optimizer=opt, loss=loss, metrics=[dice_coefficient])
     return model

@@ -3,8 +3,8 @@
 For each scan: every axial slice touched by an annotated nodule (a sphere of its annotated diameter),
 plus `negative_slices_per_scan` lung-bearing slices away from every nodule and excluded finding
 (vessels, pleura, airways; drawn from a Generator seeded by the config seed and the series UID).
-Outputs per split (LUNA16 subsets via `fold_split`) in `work_dir/<split>/`: `images.npy` (N, S, S)
-float16 in [0, 1], `masks.npy` (N, S, S) uint8, `manifest.csv` (one row per slice: series UID, subset,
+Outputs per split (LUNA16 subsets via `fold_split`) in `work_dir/<split>/`: `images.npy` (N, S, S, C)
+float16 in [0, 1] (C = 2 * context_slices + 1 channels), `masks.npy` (N, S, S) uint8, `manifest.csv` (one row per slice: series UID, subset,
 slice index, kind, native shape and geometry, so any prediction maps back to world mm). Each scan's
 slices are cached in `work_dir/cache/<fingerprint>/` first, so an interrupted run resumes.
 """
@@ -26,11 +26,11 @@ from ..volume import Volume
 from .config import UnetConfig
 from .lungs import lung_field_mask, lung_slices
 from .masks import draw_slice_mask, nodule_slice_range
-from .slices import prepare_slices
+from .slices import prepare_stacks
 
 SPLITS = ("train", "val", "test")
 _PREP_FIELDS = ("image_size", "hu_min", "hu_max", "image_interpolation", "negative_slices_per_scan",
-                "mask_lungs", "min_lung_fraction", "seed")
+                "mask_lungs", "min_lung_fraction", "mask_min_radius_px", "context_slices", "seed")
 
 
 def _fingerprint(config: UnetConfig) -> str:
@@ -50,7 +50,7 @@ def _findings(frame: pd.DataFrame, uid: str, volume: Volume) -> tuple[np.ndarray
 
 def scan_slices(volume: Volume, uid: str, subset: int, annotations: pd.DataFrame, excluded: pd.DataFrame,
                 config: UnetConfig) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Training slices of one scan: images (N, S, S) float16, masks (N, S, S) uint8 and manifest rows.
+    """Training slices of one scan: images (N, S, S, C) float16, masks (N, S, S) uint8 and manifest rows.
 
     Nodule slices are those :func:`nodule_slice_range` gives for each annotation of `uid`; negatives are
     lung-bearing slices more than one slice away from every nodule's and excluded finding's range.
@@ -75,10 +75,11 @@ def scan_slices(volume: Volume, uid: str, subset: int, annotations: pd.DataFrame
     negative = np.sort(rng.choice(pool, size=n_neg, replace=False)) if n_neg else np.zeros(0, dtype=int)
     z_pos = np.flatnonzero(positive)
     z_all = np.concatenate([z_pos, negative]).astype(int)
-    images = prepare_slices(volume.array[z_all], config, lungs[z_all]).astype(np.float16)
+    images = prepare_stacks(volume.array, z_all, config, lungs).astype(np.float16)
     masks = np.zeros((len(z_all), s, s), dtype=np.uint8)
     for i, z in enumerate(z_pos):
-        masks[i] = draw_slice_mask(int(z), volume.shape, volume.spacing_zyx, centres, radii, (s, s))
+        masks[i] = draw_slice_mask(int(z), volume.shape, volume.spacing_zyx, centres, radii, (s, s),
+                                   config.mask_min_radius_px)
     manifest = pd.DataFrame({
         "seriesuid": uid, "subset": int(subset), "slice_index": z_all,
         "kind": ["nodule"] * len(z_pos) + ["negative"] * len(negative),
@@ -137,7 +138,8 @@ def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, 
         n = sum(len(p[0]) for p in parts)
         manifest = pd.concat([p[2] for p in parts], ignore_index=True) if parts else pd.DataFrame()
         with atomic_dir(work_dir / split) as tmp:
-            images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, s, s))
+            c = 2 * config.context_slices + 1
+            images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, s, s, c))
             masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, s, s))
             i = 0
             for im, mk, _ in parts:

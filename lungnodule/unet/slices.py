@@ -1,4 +1,4 @@
-"""Slice preparation shared by preprocessing and inference: HU window, optional lung blanking, resize."""
+"""Slice preparation shared by preprocessing and inference: HU window, optional lung blanking, resize, context."""
 
 from __future__ import annotations
 
@@ -34,3 +34,20 @@ def prepare_slices(hu: np.ndarray, config: UnetConfig, lung_mask: np.ndarray | N
     for i in range(n):  # OpenCV resizes one 2-D image at a time
         out[i] = cv2.resize(x[i], (s, s), interpolation=flag)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def prepare_stacks(array: np.ndarray, zs: np.ndarray, config: UnetConfig, lung_mask: np.ndarray | None = None) -> np.ndarray:
+    """Network inputs (N, S, S, C) float32 for slices `zs` of a HU volume `array` (z, y, x).
+
+    Channel j holds slice z + j - k, k = `config.context_slices` (C = 2k + 1; the slice itself when k = 0,
+    the original's input), clamped to the volume: neighbouring slices let the network tell a nodule,
+    which fades within a few slices, from a vessel's cross-section, which persists. `lung_mask` (z, y, x)
+    is the whole volume's lung field, used when `config.mask_lungs` is set.
+    """
+    k = int(config.context_slices)
+    zs = np.asarray(zs, dtype=int)
+    channels = []
+    for offset in range(-k, k + 1):
+        z = np.clip(zs + offset, 0, array.shape[0] - 1)
+        channels.append(prepare_slices(array[z], config, None if lung_mask is None else lung_mask[z]))
+    return np.stack(channels, axis=-1)

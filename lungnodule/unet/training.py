@@ -20,7 +20,7 @@ from ..atomic import atomic_path, save_csv, save_figure, write_text
 from ..errors import DataError, ModelMissingError
 from .config import UnetConfig
 from .dataset import SliceBatches, load_split
-from .losses import dice_coefficient, dice_loss
+from .losses import SegmentationLoss, dice_coefficient, dice_loss
 from .model import build_unet, compile_unet
 
 MONITOR = "val_dice_coefficient"
@@ -37,10 +37,28 @@ def load_unet(path: str | os.PathLike, compile: bool = False) -> keras.Model:
                                 "(after `python Unet/preprocess.py`)")
     try:
         return keras.models.load_model(path, compile=compile,
-                                       custom_objects={"dice_loss": dice_loss, "dice_coefficient": dice_coefficient})
+                                       custom_objects={"dice_loss": dice_loss, "dice_coefficient": dice_coefficient,
+                                                       "SegmentationLoss": SegmentationLoss})
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
         raise DataError(path, f"corrupt or unreadable U-Net checkpoint ({type(exc).__name__}: {exc}); "
                         "delete it and run `python Unet/train.py` again") from None
+
+
+# Settings that define what the network sees; inference must use the values it was trained with.
+INPUT_FIELDS = ("image_size", "hu_min", "hu_max", "image_interpolation", "mask_lungs", "min_lung_fraction",
+                "context_slices")
+
+
+def trained_input_config(config: UnetConfig, model_path: str | os.PathLike) -> UnetConfig:
+    """`config` with its input settings (:data:`INPUT_FIELDS`) taken from the `train.json` beside `model_path`.
+
+    Without a `train.json` the config is returned unchanged.
+    """
+    train_json = Path(model_path).parent / "train.json"
+    if not train_json.is_file():
+        return config
+    trained = json.loads(train_json.read_text()).get("config", {})
+    return config.replace(**{k: trained[k] for k in INPUT_FIELDS if k in trained})
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
@@ -114,18 +132,22 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     keras.utils.set_random_seed(config.seed)
     x_train, y_train = load_split(work_dir / "train")
     x_val, y_val = load_split(work_dir / "val")
+    # The slices define the input: size and channels as preprocessed, recorded in train.json for inference.
+    config = config.replace(image_size=int(x_train.shape[1]), context_slices=(int(x_train.shape[-1]) - 1) // 2)
     history_path, last_path = work_dir / "history.csv", work_dir / "last.keras"
     history = pd.DataFrame()
     if resume and last_path.exists() and history_path.exists():
         history = pd.read_csv(history_path)
         model = load_unet(last_path, compile=True)
     else:
-        model = build_unet((config.image_size, config.image_size, 1), config.base_filters, config.growth_step)
+        model = build_unet((config.image_size, config.image_size, 2 * config.context_slices + 1),
+                           config.base_filters, config.growth_step)
         lr = config.learning_rate
         if initial_weights is not None:
             model.set_weights(load_unet(initial_weights).get_weights())
             lr = config.continue_learning_rate
-        compile_unet(model, lr, config.momentum)
+        compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
+                     config.positive_weight)
     initial_epoch = len(history)
     best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
     train_data = SliceBatches(x_train, y_train, config, augment=True, steps=config.steps_per_epoch,
