@@ -160,7 +160,9 @@ def run_demo(data_root: str | Path = "data/synthetic", work_dir: str | Path = "d
         elif step == "mgicnn":
             from .mgicnn.evaluate import run_demo_stage as mgicnn_stage
 
-            out = mgicnn_stage(data_root, work_dir, results_dir, seed, MGI_PRESETS[preset])
+            # The demo always scores stage 1's candidates, whatever the preset's own sources.
+            mgi_config = MGI_PRESETS[preset].replace(train_sources=("candidates", "unet"), eval_source="unet")
+            out = mgicnn_stage(data_root, work_dir, results_dir, seed, mgi_config)
             metrics["U-Net candidates (U-Net probability)"] = {
                 **metrics.get("U-Net candidates (U-Net probability)", {}), **out["unet"]}
             metrics["U-Net + MGI-CNN"] = out["mgicnn"]
