@@ -476,6 +476,20 @@ def _sorted_index_bounds(n: int, confidence: float) -> tuple[int, int]:
     return min(math.floor(pz * n), n - 1), min(math.floor((1.0 - pz) * n), n - 1)
 
 
+def bootstrap_counts(n_scans: int, n_bootstrap: int, seed: int = 0) -> np.ndarray:
+    """Scan counts of `n_bootstrap` scan-level bootstrap resamples: (n_bootstrap, n_scans) int64.
+
+    Row b takes scan s `counts[b, s]` times; each row is `n_scans` draws with replacement from
+    ``default_rng(seed).integers`` (rows sum to `n_scans`). Shared by :func:`bootstrap_froc` and paired
+    comparisons of two systems: equal seeds give equal resamples.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_scans, size=(n_bootstrap, n_scans))
+    rows = np.repeat(np.arange(n_bootstrap), n_scans)
+    counts = np.bincount(rows * n_scans + draws.ravel(), minlength=n_bootstrap * n_scans)
+    return counts.reshape(n_bootstrap, n_scans)
+
+
 def bootstrap_froc(
     gt: np.ndarray,
     prob: np.ndarray,
@@ -495,12 +509,7 @@ def bootstrap_froc(
     FROC with the same `n_scans`, interpolates it on 10,000 FP rates from 0.125 to 8 and takes its leaderboard CPM.
     Returns the mean and the sorted-index (1-confidence)/2 and (1+confidence)/2 bounds on that grid.
     """
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_scans, size=(n_bootstrap, n_scans))
-    rows = np.repeat(np.arange(n_bootstrap), n_scans)
-    counts = np.bincount(rows * n_scans + draws.ravel(), minlength=n_bootstrap * n_scans)
-    counts = counts.reshape(n_bootstrap, n_scans)
-
+    counts = bootstrap_counts(n_scans, n_bootstrap, seed)
     froc = _WeightedFroc(gt, prob, exclude, sample_scan, n_scans, drop_intermediate)
     grid = np.linspace(FROC_MIN_X, FROC_MAX_X, num=BOOTSTRAP_POINTS)
     curves = np.empty((n_bootstrap, len(grid)), np.float32)  # float32 as the official script stores them
@@ -681,6 +690,6 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
 __all__ = [
     "FP_RATES", "FP_RATE_KEYS", "Matching", "Bootstrap", "FrocResult", "cap_marks", "match_candidates",
     "compute_froc", "sensitivities_leaderboard", "sensitivities_interpolated", "cpm_leaderboard",
-    "cpm_interpolated", "bootstrap_froc", "evaluate_cad", "write_evaluation", "evaluate_files", "roc_auc",
-    "plot_froc", "plot_roc",
+    "cpm_interpolated", "bootstrap_counts", "bootstrap_froc", "evaluate_cad", "write_evaluation", "evaluate_files",
+    "roc_auc", "plot_froc", "plot_roc",
 ]

@@ -3,7 +3,8 @@
 Modules: `config` (settings and presets), `cubes` (cut / resample / paste 1 mm cubes), `normalization`
 (histogram equalisation and normalisation), `sites` (healthy lung sites), `dataset` (training sets),
 `model` (3-D pix2pix), `training`, `tampering`, `testing` (held-out tampering and figures), `viewer`
-(display-free state of the GUI).
+(display-free state of the GUI), `augmentation` (evaluation (b): the MGI-CNN retrained with GAN-injected
+nodules).
 """
 
 from .config import MODES, PRESETS, CTGANConfig

@@ -45,6 +45,31 @@ def site_mean_hu(volume: Volume, point_xyz, radius_mm: float = 5.0) -> float:
     return float(block[inside].mean()) if inside.any() else float("nan")
 
 
+def injection_diameter(annotations: pd.DataFrame) -> float:
+    """Diameter (mm) recorded for an injected nodule: the median annotated one (the injector draws a typical
+    nodule), 6 mm when there are no annotations."""
+    return float(annotations["diameter_mm"].median()) if len(annotations) else 6.0
+
+
+def scan_findings(annotations: pd.DataFrame, excluded: pd.DataFrame, uid: str) -> pd.DataFrame:
+    """The annotated and excluded findings of scan `uid` (world mm): what injection sites keep clear of."""
+    return pd.concat([annotations[annotations["seriesuid"] == uid], excluded[excluded["seriesuid"] == uid]])
+
+
+def injection_sites(volume: Volume, findings: pd.DataFrame, config: CTGANConfig,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Up to `config.inject_per_scan` healthy lung sites (N, 3) world (x, y, z) mm for injection; see
+    :func:`~lungnodule.ctgan.sites.healthy_sites` (clearance and lung margin from `config`)."""
+    return healthy_sites(volume, findings, config.inject_per_scan, rng, config.clearance_mm, config.lung_margin_mm)
+
+
+def site_annotations(uid: str, points_xyz: np.ndarray, diameter_mm: float) -> pd.DataFrame:
+    """Annotation rows (:data:`~lungnodule.luna.ANNOTATION_COLUMNS`) of injected nodules at world points (N, 3)."""
+    points_xyz = np.asarray(points_xyz, np.float64).reshape(-1, 3)
+    return pd.DataFrame({"seriesuid": uid, "coordX": points_xyz[:, 0], "coordY": points_xyz[:, 1],
+                         "coordZ": points_xyz[:, 2], "diameter_mm": float(diameter_mm)}, columns=ANNOTATION_COLUMNS)
+
+
 def _panel(volume: Volume, point_xyz, half_mm: float = 32.0) -> tuple[np.ndarray, np.ndarray]:
     """The axial slice through a point (lung window) and its crop of +-half_mm around the point."""
     c = np.rint(volume.world_to_voxel(point_xyz)).astype(int)
@@ -99,15 +124,13 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     if write_scans:
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
-    # Injected nodules get the median annotated diameter (the generator draws a typical nodule).
-    inject_diameter = float(dataset.annotations["diameter_mm"].median()) if len(dataset.annotations) else 6.0
+    inject_diameter = injection_diameter(dataset.annotations)
     for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
         volume = dataset.load(uid)
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]
-        findings = pd.concat([nodules, excluded[excluded["seriesuid"] == uid]])
+        findings = scan_findings(dataset.annotations, excluded, uid)
         rng = np.random.default_rng([config.seed, 7919, i])
-        sites = {"inject": healthy_sites(volume, findings, config.inject_per_scan, rng, config.clearance_mm,
-                                         config.lung_margin_mm),
+        sites = {"inject": injection_sites(volume, findings, config, rng),
                  "remove": nodules[["coordX", "coordY", "coordZ"]].to_numpy(np.float64)}
         diameters = {"inject": np.full(len(sites["inject"]), inject_diameter),
                      "remove": nodules["diameter_mm"].to_numpy(np.float64)}
@@ -123,8 +146,7 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
                 if len(examples[mode]) < n_examples:
                     examples[mode].append({"uid": uid, "mode": mode, "point": p, "before": volume, "after": result})
             kept = nodules if mode == "inject" else nodules.iloc[:0]
-            added = pd.DataFrame({"seriesuid": uid, "coordX": points[:, 0], "coordY": points[:, 1],
-                                  "coordZ": points[:, 2], "diameter_mm": inject_diameter}) if mode == "inject" else None
+            added = site_annotations(uid, points, inject_diameter) if mode == "inject" else None
             annotations[mode].append(pd.concat([kept, added]) if added is not None else kept)
             if write_scans:
                 subset = dataset.subset_of(uid)

@@ -36,6 +36,13 @@ def _points_on(rng, tree: Tree, n: int, min_radius: float) -> np.ndarray:
     return tree.a[i] + t * (tree.b[i] - tree.a[i])
 
 
+def nodule_marks(rng: np.random.Generator, centre, diameter: float) -> np.ndarray:
+    """Class-1 candidates of one nodule: 1 to 6 points (1 + Poisson(0.8), capped) uniform in a ball of 40% of
+    its radius around `centre`, in the centre's frame and units (mm; isotropic, so axis order does not matter)."""
+    m = int(min(6, 1 + rng.poisson(0.8)))
+    return np.asarray(centre, np.float64) + _ball(rng, m, 0.4 * diameter / 2)
+
+
 def sample_candidates(rng: np.random.Generator, n_class0: int, nodules: list, findings: list, vessels: Tree,
                       airways: Tree, dist: np.ndarray, step, spacing_zyx, shape) -> tuple[np.ndarray, np.ndarray,
                                                                                               np.ndarray, np.ndarray]:
@@ -47,8 +54,9 @@ def sample_candidates(rng: np.random.Generator, n_class0: int, nodules: list, fi
     spacing_zyx = np.asarray(spacing_zyx, float)
     pts, cls, src, v1 = [], [], [], []
     for k, (c, d) in enumerate(nodules):
-        m = int(min(6, 1 + rng.poisson(0.8)))
-        pts.append(c + _ball(rng, m, 0.4 * d / 2))
+        marks = nodule_marks(rng, c, d)
+        m = len(marks)
+        pts.append(marks)
         cls.append(np.ones(m, int))
         src.append(np.full(m, "nodule"))
         keep = np.zeros(m, bool)
