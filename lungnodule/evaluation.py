@@ -239,6 +239,23 @@ def _radius_squared(diameter: np.ndarray) -> np.ndarray:
     return radius * radius
 
 
+def hit_pairs(candidates: pd.DataFrame, annotations: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (candidate, annotation) of every pair that hits by the LUNA16 rule.
+
+    Both frames hold `seriesuid` and world `coordX`, `coordY`, `coordZ` mm; `annotations` also
+    `diameter_mm`. A pair hits when it shares the series and its squared distance is strictly less than
+    the squared radius (a negative diameter means 10 mm). Positions index the frames' rows (0..N-1).
+    """
+    if candidates.empty or annotations.empty:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    c = candidates[["seriesuid", *_XYZ]].reset_index(drop=True).rename_axis("c").reset_index()
+    a = annotations[["seriesuid", *_XYZ, "diameter_mm"]].reset_index(drop=True).rename_axis("a").reset_index()
+    pairs = c.merge(a, on="seriesuid", suffixes=("", "_a"))
+    d2 = sum((pairs[k] - pairs[k + "_a"]) ** 2 for k in _XYZ)
+    hit = (d2 < _radius_squared(pairs["diameter_mm"].to_numpy(np.float64))).to_numpy()
+    return pairs["c"].to_numpy()[hit], pairs["a"].to_numpy()[hit]
+
+
 def cap_marks(prob: np.ndarray, max_marks: int | None) -> np.ndarray:
     """Boolean mask of one scan's marks kept by the official cap: with more than `max_marks` marks, only those
     strictly above the (max_marks+1)-th highest probability (so ties can leave fewer). None or <= 0: no cap."""
@@ -690,6 +707,6 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
 __all__ = [
     "FP_RATES", "FP_RATE_KEYS", "Matching", "Bootstrap", "FrocResult", "cap_marks", "match_candidates",
     "compute_froc", "sensitivities_leaderboard", "sensitivities_interpolated", "cpm_leaderboard",
-    "cpm_interpolated", "bootstrap_counts", "bootstrap_froc", "evaluate_cad", "write_evaluation", "evaluate_files",
+    "cpm_interpolated", "hit_pairs", "bootstrap_counts", "bootstrap_froc", "evaluate_cad", "write_evaluation", "evaluate_files",
     "roc_auc", "plot_froc", "plot_roc",
 ]

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
 from ..errors import ModelMissingError
+from ..evaluation import hit_pairs
 from ..intensity import window_hu
 from ..luna import ANNOTATION_COLUMNS, LunaDataset, fold_split
 from ..volume import Volume, write_volume
@@ -213,13 +214,9 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
             hits = {}
             for name, volume in variants.items():
                 found = detect(volume)
-                found = found[found["probability"] >= threshold] if len(found) else found
-                pts = found[["coordX", "coordY", "coordZ"]].to_numpy(np.float64) if len(found) else np.zeros((0, 3))
-                centres = group[["coordX", "coordY", "coordZ"]].to_numpy(np.float64)
-                dist = np.linalg.norm(centres[:, None, :] - pts[None, :, :], axis=2) if len(pts) else \
-                    np.full((len(centres), 0), np.inf)
-                radius = group["diameter_mm"].to_numpy(np.float64)[:, None] / 2.0
-                hits[name] = (dist < radius).any(axis=1) if dist.shape[1] else np.zeros(len(centres), bool)
+                found = found[found["probability"] >= threshold].assign(seriesuid=uid) if len(found) else found
+                hits[name] = np.zeros(len(group), dtype=bool)
+                hits[name][hit_pairs(found, group)[1]] = True
             for k, (_, site) in enumerate(group.iterrows()):
                 rows.append({"seriesuid": uid, "mode": mode, "coordX": site["coordX"], "coordY": site["coordY"],
                              "coordZ": site["coordZ"], "diameter_mm": site["diameter_mm"],

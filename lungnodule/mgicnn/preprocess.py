@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError
+from ..evaluation import hit_pairs
 from ..luna import LunaDataset, read_candidates, read_results
 from .config import MgiConfig
 from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, extract_patches,
@@ -45,14 +46,8 @@ def label_candidates(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.
 
     World (x, y, z) mm; the LUNA16 hit rule (distance < diameter / 2, negative diameter = 10 mm).
     """
-    if candidates.empty or annotations.empty:
-        return np.zeros(len(candidates), dtype=np.int64)
-    c = candidates[["seriesuid", *XYZ]].reset_index(drop=True).reset_index()
-    pairs = c.merge(annotations[["seriesuid", *XYZ, "diameter_mm"]], on="seriesuid", suffixes=("", "_a"))
-    d2 = sum((pairs[k] - pairs[k + "_a"]) ** 2 for k in XYZ)
-    diameter = pairs["diameter_mm"].where(pairs["diameter_mm"] >= 0, 10.0)
     labels = np.zeros(len(candidates), dtype=np.int64)
-    labels[pairs.loc[d2 < (diameter / 2) ** 2, "index"].unique()] = 1
+    labels[hit_pairs(candidates, annotations)[0]] = 1
     return labels
 
 

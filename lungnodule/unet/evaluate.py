@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
+from ..evaluation import hit_pairs
 from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
 from .config import UnetConfig
@@ -31,16 +32,8 @@ def nodule_hits(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarr
 
     The LUNA16 hit criterion (distance < diameter / 2, world mm; a negative diameter means 10 mm).
     """
-    if annotations.empty:
-        return np.zeros(0, dtype=bool)
-    ann = annotations.reset_index(drop=True)
-    pairs = ann[["seriesuid", *XYZ, "diameter_mm"]].reset_index().merge(
-        candidates[["seriesuid", *XYZ]], on="seriesuid", suffixes=("", "_c"))
-    d2 = sum((pairs[c] - pairs[c + "_c"]) ** 2 for c in XYZ)
-    diameter = pairs["diameter_mm"].where(pairs["diameter_mm"] >= 0, 10.0)
-    hit_idx = pairs.loc[d2 < (diameter / 2) ** 2, "index"].unique()
-    hits = np.zeros(len(ann), dtype=bool)
-    hits[hit_idx] = True
+    hits = np.zeros(len(annotations), dtype=bool)
+    hits[hit_pairs(candidates, annotations)[1]] = True
     return hits
 
 

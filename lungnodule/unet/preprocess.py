@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir, atomic_path, write_text
+from ..evaluation import UNKNOWN_DIAMETER_MM
 from ..luna import LunaDataset, fold_split
 from ..volume import Volume
 from .config import UnetConfig
@@ -45,7 +46,7 @@ def _findings(frame: pd.DataFrame, uid: str, volume: Volume) -> tuple[np.ndarray
     centres = volume.world_to_voxel(rows[["coordX", "coordY", "coordZ"]].to_numpy(dtype=np.float64))
     diameter = rows["diameter_mm"].to_numpy(dtype=np.float64)
     # A negative diameter (excluded findings without a size) means 10 mm, as in the LUNA16 evaluation.
-    return np.atleast_2d(centres), np.where(diameter < 0, 10.0, diameter) / 2.0
+    return np.atleast_2d(centres), np.where(diameter < 0, UNKNOWN_DIAMETER_MM, diameter) / 2.0
 
 
 def scan_slices(volume: Volume, uid: str, subset: int, annotations: pd.DataFrame, excluded: pd.DataFrame,
