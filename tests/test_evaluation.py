@@ -511,3 +511,16 @@ def test_evaluate_files_bad_results_raise_data_error_and_write_nothing(tmp_path)
         evaluate_files(tmp_path / "annotations.csv", tmp_path / "excluded.csv", tmp_path / "seriesuids.csv",
                        tmp_path / "cad.csv", out, n_bootstrap=0)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_hit_pairs_follow_the_luna16_rule():
+    from lungnodule.evaluation import hit_pairs
+
+    ann = pd.DataFrame({"seriesuid": ["a", "a", "b"], "coordX": [0.0, 50.0, 0.0], "coordY": [0.0, 0.0, 0.0],
+                        "coordZ": [0.0, 0.0, 0.0], "diameter_mm": [6.0, -1.0, 6.0]})
+    cands = pd.DataFrame({"seriesuid": ["a", "a", "a", "b", "c"], "coordX": [3.0, 2.9, 54.9, 10.0, 0.0],
+                          "coordY": 0.0, "coordZ": 0.0})
+    c, a = hit_pairs(cands, ann)
+    # Exactly at the radius is a miss; a negative diameter counts as 10 mm; other series never hit.
+    assert sorted(zip(c.tolist(), a.tolist())) == [(1, 0), (2, 1)]
+    assert [len(x) for x in hit_pairs(cands.iloc[:0], ann)] == [0, 0]
