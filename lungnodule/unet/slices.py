@@ -45,9 +45,8 @@ def prepare_stacks(array: np.ndarray, zs: np.ndarray, config: UnetConfig, lung_m
     is the whole volume's lung field, used when `config.mask_lungs` is set.
     """
     k = int(config.context_slices)
-    zs = np.asarray(zs, dtype=int)
-    channels = []
-    for offset in range(-k, k + 1):
-        z = np.clip(zs + offset, 0, array.shape[0] - 1)
-        channels.append(prepare_slices(array[z], config, None if lung_mask is None else lung_mask[z]))
-    return np.stack(channels, axis=-1)
+    idx = np.clip(np.asarray(zs, dtype=int)[:, None] + np.arange(-k, k + 1), 0, array.shape[0] - 1)
+    # Neighbouring stacks share slices: prepare each distinct slice once.
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    prepared = prepare_slices(array[uniq], config, None if lung_mask is None else lung_mask[uniq])
+    return np.moveaxis(prepared[inverse.reshape(idx.shape)], 1, -1)
