@@ -1,9 +1,11 @@
 """U-Net stage, step 2: train the 2-D U-Net on the preprocessed slices.
 
 Reads WORK_DIR/train and WORK_DIR/val (from Unet/preprocess.py). Trains with -Dice loss (smooth
-DICE_SMOOTH; plus BCE_WEIGHT x cross-entropy with nodule pixels weighted POSITIVE_WEIGHT when BCE_WEIGHT > 0),
-OPTIMIZER ("sgd": SGD-Nesterov with momentum MOMENTUM, as the original; or "adam") at learning rate
-LEARNING_RATE (CONTINUE_LEARNING_RATE when starting from INITIAL_WEIGHTS), BATCH_SIZE slices per batch, EPOCHS epochs of STEPS_PER_EPOCH augmented batches,
+DICE_SMOOTH), plus BCE_WEIGHT x cross-entropy with nodule pixels weighted POSITIVE_WEIGHT (and each nodule's
+pixels by its area^-NODULE_BALANCE) when BCE_WEIGHT > 0; OPTIMIZER ("sgd": SGD-Nesterov with momentum
+MOMENTUM, as the original; or "adam") at learning rate LEARNING_RATE (CONTINUE_LEARNING_RATE when starting
+from INITIAL_WEIGHTS); BATCH_SIZE slices per batch (random TRAIN_CROP_SIZE-pixel crops of them when > 0);
+EPOCHS epochs of STEPS_PER_EPOCH augmented batches,
 VALIDATION_STEPS validation batches. Writes WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best
 validation Dice), WORK_DIR/history.csv, WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again
 after an interruption: it resumes from last.keras (pass --no-resume to start over).
@@ -23,10 +25,12 @@ IMAGE_SIZE = 320
 BASE_FILTERS = 32
 GROWTH_STEP = 32
 BATCH_SIZE = 8
+TRAIN_CROP_SIZE = 0
 OPTIMIZER = "sgd"
 DICE_SMOOTH = 100.0
 BCE_WEIGHT = 0.0
 POSITIVE_WEIGHT = 1.0
+NODULE_BALANCE = 0.0
 LEARNING_RATE = 1e-3
 CONTINUE_LEARNING_RATE = 5e-4
 MOMENTUM = 0.9

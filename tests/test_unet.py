@@ -253,3 +253,64 @@ def test_augmentation_moves_every_channel_with_the_mask():
         # Each channel keeps its own level inside the moved mask and is dark well away from it.
         for c, level in enumerate((0.2, 0.6, 1.0)):
             assert np.median(out[..., c][on]) == pytest.approx(level, abs=0.15)
+
+
+def test_random_crop_keeps_the_nodule_and_the_pairing():
+    from lungnodule.unet.dataset import random_crop
+
+    rng = np.random.default_rng(0)
+    # Each pixel's value is its flat index, so a crop's first value tells where it was cut.
+    image = np.repeat(np.arange(64 * 64, dtype=np.float32).reshape(64, 64, 1), 3, axis=2)
+    mask = np.zeros((64, 64), np.float32)
+    mask[60:63, 1:4] = 1  # a nodule in a corner: the crop must still hold it
+    for _ in range(50):
+        x, y = random_crop(image, mask, 32, rng)
+        assert x.shape == (32, 32, 3) and y.shape == (32, 32)
+        oy, ox = divmod(int(x[0, 0, 0]), 64)
+        assert np.array_equal(mask[oy:oy + 32, ox:ox + 32], y) and y.sum() > 0
+    empty = np.zeros_like(mask)
+    origins = {int(random_crop(image, empty, 32, rng)[0][0, 0, 0]) for _ in range(30)}
+    assert len(origins) > 10  # crops of slices without a nodule fall anywhere
+    assert random_crop(image, mask, 64, rng)[0] is image
+
+
+def test_crop_training_batches_and_a_size_free_model():
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 64, 64, 1)).astype(np.float16)
+    y = np.zeros((6, 64, 64), np.uint8)
+    y[:3, 40:44, 10:14] = 1
+    cfg = TINY.replace(train_crop_size=32, batch_size=6, elastic_p=0, rotate_p=0, shift_p=0)
+    xb, yb = SliceBatches(x, y, cfg, augment=True, steps=1, seed=1)[0]
+    assert xb.shape == (6, 32, 32, 1) and yb.shape == (6, 32, 32, 1)
+    assert (yb.reshape(6, -1).sum(1) > 0).sum() == 3  # each nodule slice's crop holds its nodule
+    model = build_unet((None, None, 1), 4, 4)
+    assert model.predict(np.zeros((1, 64, 64, 1), np.float32), verbose=0).shape == (1, 64, 64, 1)
+
+
+def test_nodule_weights_balance_small_and_large_nodules():
+    from lungnodule.unet.dataset import nodule_weights
+
+    masks = np.zeros((2, 32, 32), np.float32)
+    masks[0, 2:4, 2:4] = 1        # 4 px
+    masks[0, 10:26, 10:26] = 1    # 256 px
+    w = nodule_weights(masks, 1.0)
+    assert np.all(w[masks == 0] == 1.0)
+    assert w[masks > 0].mean() == pytest.approx(1.0)
+    # At power 1 each nodule's total weight is the same, whatever its size.
+    assert w[0, 2:4, 2:4].sum() == pytest.approx(w[0, 10:26, 10:26].sum())
+    assert np.array_equal(nodule_weights(masks, 0.0), np.ones_like(masks))
+
+
+def test_weighted_target_channel_changes_only_the_cross_entropy():
+    from lungnodule.unet.losses import SegmentationLoss
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((2, 8, 8, 1)) > 0.7).astype(np.float32)
+    p = rng.uniform(0.05, 0.95, (2, 8, 8, 1)).astype(np.float32)
+    ones = np.concatenate([y, np.ones_like(y)], axis=-1)
+    twice = np.concatenate([y, np.full_like(y, 2.0)], axis=-1)
+    assert float(dice_coefficient(ones, p)) == pytest.approx(float(dice_coefficient(y, p)))
+    loss = SegmentationLoss(bce_weight=1.0, positive_weight=3.0)
+    assert float(loss(ones, p)) == pytest.approx(float(loss(y, p)), rel=1e-5)
+    assert float(SegmentationLoss(bce_weight=1.0, positive_weight=6.0)(y, p)) == pytest.approx(
+        float(loss(twice, p)), rel=1e-5)

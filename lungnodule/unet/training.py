@@ -140,7 +140,9 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
         history = pd.read_csv(history_path)
         model = load_unet(last_path, compile=True)
     else:
-        model = build_unet((config.image_size, config.image_size, 2 * config.context_slices + 1),
+        # Crop training needs a size-free input; the model then predicts slices of any multiple of 32.
+        side = None if config.train_crop_size else config.image_size
+        model = build_unet((side, side, 2 * config.context_slices + 1),
                            config.base_filters, config.growth_step)
         lr = config.learning_rate
         if initial_weights is not None:
