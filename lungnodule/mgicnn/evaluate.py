@@ -164,7 +164,8 @@ def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, re
     pre = preprocess(config, data_root, mgi_dir, unet_dir=work_dir / "unet")
     timings["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train(config, data_root, mgi_dir, results_dir, verbose=0)
+    # From scratch: a model left by an earlier run was trained on other stage-1 candidates.
+    train(config, data_root, mgi_dir, results_dir, resume=False, verbose=0)
     timings["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = test(config, data_root, mgi_dir, results_dir, unet_dir=work_dir / "unet", n_bootstrap=n_bootstrap)
