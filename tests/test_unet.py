@@ -314,3 +314,16 @@ def test_weighted_target_channel_changes_only_the_cross_entropy():
     assert float(loss(ones, p)) == pytest.approx(float(loss(y, p)), rel=1e-5)
     assert float(SegmentationLoss(bce_weight=1.0, positive_weight=6.0)(y, p)) == pytest.approx(
         float(loss(twice, p)), rel=1e-5)
+
+
+def test_cosine_schedule_reaches_zero_and_validation_can_cover_the_split(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 1)).astype(np.float32)
+    y = (rng.random((8, 32, 32)) > 0.9).astype(np.float32)
+    cfg = TINY.replace(batch_size=4)
+    model = compile_unet(build_unet((32, 32, 1), 4, 4), learning_rate=0.01, optimizer="adam", decay_steps=4)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    model.fit(SliceBatches(x, y, cfg, augment=False), epochs=2, verbose=0)  # 2 x 2 steps
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert len(SliceBatches(x, y, cfg, augment=False, steps=None)) == 2

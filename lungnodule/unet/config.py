@@ -46,9 +46,10 @@ class UnetConfig:
     learning_rate: float = 1e-3
     continue_learning_rate: float = 5e-4
     momentum: float = 0.9
+    lr_schedule: str = "constant"  # the original; "cosine": to 0 along a cosine over epochs x steps_per_epoch
     epochs: int = 80
     steps_per_epoch: int = 200
-    validation_steps: int = 10
+    validation_steps: int = 10  # 0: the whole validation split
     # Augmentation, image and mask together (probabilities per sample).
     elastic_p: float = 0.5
     elastic_alpha: float = 128.0
@@ -102,7 +103,7 @@ PRESETS: dict[str, UnetConfig] = {
         test_subset=4, val_subset=3, image_size=256, base_filters=8, growth_step=8,
         image_interpolation="linear", negative_slices_per_scan=24, context_slices=2, optimizer="adam",
         bce_weight=1.0, positive_weight=50.0, nodule_balance=1.0, batch_size=8, train_crop_size=128,
-        epochs=20, steps_per_epoch=120, validation_steps=10,
+        epochs=20, steps_per_epoch=120, validation_steps=0, lr_schedule="cosine",
         elastic_alpha=102.4, elastic_sigma=12.0, shift_px=24,
         threshold_grid=(0.003, 0.01, 0.03, 0.1, 0.3, 0.5), max_candidates=20, predict_batch_size=16,
     ),

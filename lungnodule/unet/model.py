@@ -63,13 +63,16 @@ def build_unet(
 
 def compile_unet(model: keras.Model, learning_rate: float = 1e-3, momentum: float = 0.9,
                  optimizer: str = "sgd", smooth: float = SMOOTH, bce_weight: float = 0.0,
-                 positive_weight: float = 1.0) -> keras.Model:
+                 positive_weight: float = 1.0, decay_steps: int = 0) -> keras.Model:
     """Compile for training; the defaults are the original's: SGD with Nesterov momentum, loss = -Dice (smooth 100).
 
     The original uses learning rate 1e-3 from scratch and 5e-4 when continuing from weights. `optimizer`
     "adam" uses Adam (`momentum` unused); `bce_weight` > 0 adds a positive-weighted cross-entropy
-    (:class:`SegmentationLoss`). The reported metric is always the original's Dice (smooth 100).
+    (:class:`SegmentationLoss`). `decay_steps` > 0 lowers the learning rate along a cosine to 0 over that
+    many steps (the original keeps it constant). The reported metric is always the original's Dice (smooth 100).
     """
+    if decay_steps > 0:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
     if optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)
     elif optimizer == "adam":

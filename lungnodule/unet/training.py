@@ -148,13 +148,16 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
         if initial_weights is not None:
             model.set_weights(load_unet(initial_weights).get_weights())
             lr = config.continue_learning_rate
+        if config.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+        decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
         compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
-                     config.positive_weight)
+                     config.positive_weight, decay)
     initial_epoch = len(history)
     best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
     train_data = SliceBatches(x_train, y_train, config, augment=True, steps=config.steps_per_epoch,
                               seed=config.seed, epoch=initial_epoch)
-    val_data = SliceBatches(x_val, y_val, config, augment=False, steps=config.validation_steps)
+    val_data = SliceBatches(x_val, y_val, config, augment=False, steps=config.validation_steps or None)
     plot = None
     if results_dir is not None:
         plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
