@@ -95,7 +95,7 @@ class _Checkpoints(keras.callbacks.Callback):
 
 
 def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "U-Net training") -> None:
-    """Draw train/validation loss (-Dice) and Dice per epoch, side by side, to `path` (atomic)."""
+    """Draw train/validation loss and Dice per epoch, side by side, to `path` (atomic)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +103,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "U
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = history["epoch"] + 1
-    for ax, key, label in ((ax1, "loss", "loss (-Dice)"), (ax2, "dice_coefficient", "Dice")):
+    for ax, key, label in ((ax1, "loss", "loss"), (ax2, "dice_coefficient", "Dice")):
         if key in history:
             ax.plot(epochs, history[key], "o-", label="train", ms=3)
         if f"val_{key}" in history:
@@ -112,7 +112,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "U
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    ax1.set_title("loss")
+    ax1.set_title("loss (-Dice, plus the weighted cross-entropy if set)")
     ax2.set_title("Dice coefficient (smooth 100)")
     fig.suptitle(title)
     save_figure(path, fig)
