@@ -3,9 +3,11 @@
 Reads DATA_ROOT (a LUNA16 layout: subset*/<uid>.mhd and annotations.csv, annotations_excluded.csv;
 real LUNA16 or `lungnodule synth` output). For every scan it keeps each axial slice through an annotated
 nodule and NEGATIVE_SLICES_PER_SCAN lung-bearing slices without nodules, windows HU to [HU_MIN, HU_MAX]
--> [0, 1], resizes to IMAGE_SIZE (with CONTEXT_SLICES neighbouring slices on each side as extra channels) and draws each nodule's cross-section as the mask (at least MASK_MIN_RADIUS_PX
-pixels in radius). Writes WORK_DIR/{train,val,test}/images.npy, masks.npy, manifest.csv (split by LUNA16
-subset: TEST_SUBSET, VAL_SUBSET, the rest train) and WORK_DIR/preprocess.json. Resumes from WORK_DIR/cache/ when interrupted.
+-> [0, 1], resizes to IMAGE_SIZE (with CONTEXT_SLICES neighbouring slices on each side as extra
+channels) and draws each nodule's cross-section as the mask (at least MASK_MIN_RADIUS_PX pixels in
+radius). Writes WORK_DIR/{train,val,test}/images.npy, masks.npy, manifest.csv (split by LUNA16 subset:
+TEST_SUBSET, VAL_SUBSET, the rest train) and WORK_DIR/preprocess.json. Resumes from WORK_DIR/cache/
+when interrupted.
 
     python Unet/preprocess.py                      # paper preset, data/synthetic
     python Unet/preprocess.py --preset demo

@@ -1,14 +1,15 @@
 """U-Net stage, step 2: train the 2-D U-Net on the preprocessed slices.
 
 Reads WORK_DIR/train and WORK_DIR/val (from Unet/preprocess.py). Trains with -Dice loss (smooth
-DICE_SMOOTH), plus BCE_WEIGHT x cross-entropy with nodule pixels weighted POSITIVE_WEIGHT (and each nodule's
-pixels by its area^-NODULE_BALANCE) when BCE_WEIGHT > 0; OPTIMIZER ("sgd": SGD-Nesterov with momentum
-MOMENTUM, as the original; or "adam") at learning rate LEARNING_RATE (CONTINUE_LEARNING_RATE when starting
-from INITIAL_WEIGHTS; LR_SCHEDULE "cosine" decays it to 0 over the run); BATCH_SIZE slices per batch (random TRAIN_CROP_SIZE-pixel crops of them when > 0);
-EPOCHS epochs of STEPS_PER_EPOCH augmented batches,
-VALIDATION_STEPS validation batches (0: all). Writes WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best
-validation Dice), WORK_DIR/history.csv, WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again
-after an interruption: it resumes from last.keras (pass --no-resume to start over).
+DICE_SMOOTH), plus BCE_WEIGHT x cross-entropy with nodule pixels weighted POSITIVE_WEIGHT (and each
+nodule's pixels by its area^-NODULE_BALANCE) when BCE_WEIGHT > 0; OPTIMIZER ("sgd": SGD-Nesterov with
+momentum MOMENTUM, as the original; or "adam") at learning rate LEARNING_RATE (CONTINUE_LEARNING_RATE
+when starting from INITIAL_WEIGHTS; LR_SCHEDULE "cosine" decays it to 0 over the run); BATCH_SIZE slices
+per batch (random TRAIN_CROP_SIZE-pixel crops of them when > 0, a multiple of 32); EPOCHS epochs of
+STEPS_PER_EPOCH augmented batches; VALIDATION_STEPS validation batches (0: all). Writes
+WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best validation Dice), WORK_DIR/history.csv,
+WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again after an interruption: it resumes from
+last.keras (pass --no-resume to start over).
 
     python Unet/train.py --preset demo
 """

@@ -327,3 +327,12 @@ def test_cosine_schedule_reaches_zero_and_validation_can_cover_the_split(tmp_pat
     model.fit(SliceBatches(x, y, cfg, augment=False), epochs=2, verbose=0)  # 2 x 2 steps
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
     assert len(SliceBatches(x, y, cfg, augment=False, steps=None)) == 2
+
+
+def test_train_rejects_bad_crop_size_and_schedule_before_reading_data(tmp_path):
+    from lungnodule.unet.training import train
+
+    with pytest.raises(ValueError, match="multiple of 32"):
+        train(TINY.replace(train_crop_size=40), tmp_path, None)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(TINY.replace(lr_schedule="step"), tmp_path, None)

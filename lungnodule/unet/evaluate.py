@@ -103,8 +103,8 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
          progress: bool = True) -> dict:
     """Detect candidates on the validation, test and training subsets' scans and evaluate them.
 
-    Reads `work_dir/best.keras` (or `model_path`) and prepares slices as its `train.json` records; writes `work_dir/candidates_unet_<split>.csv` for each
-    split in `splits` (LUNA16 results format plus diameter and voxel columns), `candidates_unet.csv` (test),
+    Reads `work_dir/best.keras` (or `model_path`) and prepares slices as its `train.json` records; writes
+    `work_dir/candidates_unet_<split>.csv` for each split in `splits` (LUNA16 results format plus diameter and voxel columns), `candidates_unet.csv` (test),
     `detection.json` (the threshold chosen on validation), the LUNA16 evaluation of the test subset in
     `work_dir/froc_test/` and `test_metrics.json`; draws `results_dir/Unet_results.png`. Returns the
     test subset's metrics (candidate sensitivity, candidates per scan, CPM and its 95% CI) with the

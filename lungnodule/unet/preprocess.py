@@ -4,8 +4,9 @@ For each scan: every axial slice touched by an annotated nodule (a sphere of its
 plus `negative_slices_per_scan` lung-bearing slices away from every nodule and excluded finding
 (vessels, pleura, airways; drawn from a Generator seeded by the config seed and the series UID).
 Outputs per split (LUNA16 subsets via `fold_split`) in `work_dir/<split>/`: `images.npy` (N, S, S, C)
-float16 in [0, 1] (C = 2 * context_slices + 1 channels), `masks.npy` (N, S, S) uint8, `manifest.csv` (one row per slice: series UID, subset,
-slice index, kind, native shape and geometry, so any prediction maps back to world mm). Each scan's
+float16 in [0, 1] (C = 2 * context_slices + 1 channels), `masks.npy` (N, S, S) uint8, `manifest.csv`
+(one row per slice: series UID, subset, slice index, kind, native shape and geometry, so any prediction
+maps back to world mm). Each scan's
 slices are cached in `work_dir/cache/<fingerprint>/` first, so an interrupted run resumes.
 """
 

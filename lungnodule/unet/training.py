@@ -129,6 +129,10 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     with the epochs run, the best validation Dice and its epoch, and the paths written.
     """
     work_dir = Path(work_dir)
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    if config.train_crop_size % 32:
+        raise ValueError(f"train_crop_size must be a multiple of 32 (five poolings), got {config.train_crop_size}")
     keras.utils.set_random_seed(config.seed)
     x_train, y_train = load_split(work_dir / "train")
     x_val, y_val = load_split(work_dir / "val")
@@ -148,8 +152,6 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
         if initial_weights is not None:
             model.set_weights(load_unet(initial_weights).get_weights())
             lr = config.continue_learning_rate
-        if config.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
         decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
         compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
                      config.positive_weight, decay)
