@@ -6,7 +6,8 @@ WORK_DIR/results_mgicnn.csv (LUNA16 results: seriesuid,coordX,coordY,coordZ,prob
 WORK_DIR/scored_test.csv, the evaluator's outputs (WORK_DIR/froc_mgicnn/, froc_unet/), test_metrics.json,
 detection.json (model and threshold for `lungnodule detect`), RESULTS_DIR/Roc.png (candidate ROC with AUC)
 and RESULTS_DIR/FROC.png (U-Net alone beside U-Net + MGI-CNN, CPM with N_BOOTSTRAP-resample 95% CIs;
-the U-Net curve comes from UNET_DIR, default WORK_DIR/../unet).
+the U-Net curve comes from UNET_DIR, default WORK_DIR/../unet). A fold trained with fusion weights is scored
+by the fused score, with the MGI-CNN's own score reported beside it.
 
     python 3DCNN/test.py --preset demo
 """
@@ -43,6 +44,12 @@ def main(argv=None):
         print(f"U-Net alone:      {_fmt(m['unet'])}")
     g = m["mgicnn"]
     c = g["confusion"]
+    if "mgicnn_alone" in m:
+        a = m["mgicnn_alone"]
+        lo, hi = a["cpm_ci95"] or (float("nan"), float("nan"))
+        print(f"MGI-CNN score alone: CPM {a['cpm']:.3f} (95% CI {lo:.3f}-{hi:.3f}); AUC {a['auc']:.3f}")
+        weights = sorted({f["fusion_weight"] for f in m["folds"].values()})
+        print(f"fused with the U-Net (weight {', '.join(f'{w:g}' for w in weights)}, chosen on validation):")
     print(f"U-Net + MGI-CNN:  {_fmt(g)}; AUC {g['auc']:.3f}")
     print(f"at the validation threshold: TP {c['TP']} FP {c['FP']} TN {c['TN']} FN {c['FN']}, "
           f"accuracy {c['accuracy']:.3f}; {g['findings_per_scan']:.2f} findings/scan")

@@ -5,7 +5,8 @@ TEST_SUBSETS, trains on the other subsets except the validation subset (VAL_SUBS
 with sigmoid cross-entropy, Adam (LEARNING_RATE, BETA1, BETA2), BATCH_SIZE, EPOCHS (STEPS_PER_EPOCH > 0 caps
 an epoch); every positive also enters each epoch as 4 rotations x 27 one-voxel shifts. The epoch (by
 validation SELECT_BY) and the operating threshold (validation FROC at OPERATING_FPS_PER_SCAN) are chosen
-on the validation subset only; the test subset is never read. Writes WORK_DIR/fold<t>/{last.keras (every
+on the validation subset only; the test subset is never read. With FUSION_WEIGHTS (EVAL_SOURCE "unet"),
+the final score fuses the MGI-CNN and U-Net probabilities with the weight of best validation CPM. Writes WORK_DIR/fold<t>/{last.keras (every
 epoch), best.keras, history.csv, train.json} and RESULTS_DIR/3DCNN_acc.png (loss and accuracy, train and
 validation). Run it again after an interruption: it resumes from last.keras (--no-resume starts over).
 
@@ -39,8 +40,10 @@ EPOCHS = 50
 STEPS_PER_EPOCH = 0
 AUGMENT_POSITIVES = True
 NEGATIVE_FRACTION = 1.0
+EVAL_SOURCE_REPEATS = 1  # copies of each EVAL_SOURCE training candidate per epoch (oversamples stage 1's FPs)
 SELECT_BY = "cpm"
 OPERATING_FPS_PER_SCAN = 1.0
+FUSION_WEIGHTS = ()  # U-Net weights of the fused score tried on validation; () = MGI-CNN alone (the original)
 SEED = 0
 
 
@@ -52,7 +55,8 @@ def main(argv=None):
     for test, m in result["folds"].items():
         v = m["validation"]
         print(f"fold {test}: best epoch {m['best_epoch']} of {m['epochs']} (validation CPM {v['val_cpm']:.3f}, "
-              f"loss {v['val_loss']:.4f}, AUC {v['val_auc']:.3f}); threshold {m['threshold']:.4g}; {m['best_model']}")
+              f"loss {v['val_loss']:.4f}, AUC {v['val_auc']:.3f}); threshold {m['threshold']:.4g}; U-Net fusion weight {m['fusion_weight']:g}; "
+              f"{m['best_model']}")
     print(f"curves: {result.get('figure')}")
     return result
 

@@ -32,6 +32,7 @@ DICE_SMOOTH = 100.0
 BCE_WEIGHT = 0.0
 POSITIVE_WEIGHT = 1.0
 NODULE_BALANCE = 0.0
+POSITIVE_SLICE_FRACTION = 0.0  # share of training slices with a nodule (0: uniform over slices, the original)
 LEARNING_RATE = 1e-3
 CONTINUE_LEARNING_RATE = 5e-4
 MOMENTUM = 0.9

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mgicnn-dir", default="data/work/mgicnn", help="trained MGI-CNN (detection.json)")
     p.add_argument("--report-dir", default=None, help="PNG report per scan (default: <out stem>_report/)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="MGI-CNN probability for a finding (default: the one chosen on validation)")
+                   help="final score for a finding: the MGI-CNN probability, fused with the U-Net's when trained "
+                        "so (default: the one chosen on validation)")
     p.add_argument("--all-candidates", action="store_true",
                    help="write every scored candidate (for a FROC evaluation), not only the findings")
     p.set_defaults(func=_detect)

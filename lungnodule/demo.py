@@ -83,6 +83,10 @@ def write_summary(path: Path, info: dict, metrics: dict, timings: dict, ctgan: d
         sens = f"{m['candidate_sensitivity']:.3f}" if "candidate_sensitivity" in m else "-"
         auc = f"{m['auc']:.3f}" if "auc" in m else "-"
         lines.append(f"| {name} | {cps} | {sens} | {auc} | {_fmt_ci(m)} |")
+    w = metrics.get("U-Net + MGI-CNN", {}).get("fusion_weight", 0.0)
+    if w > 0:
+        lines += ["", f"U-Net + MGI-CNN scores each candidate by sigmoid({1 - w:g} logit(MGI-CNN) + {w:g} "
+                      "logit(U-Net)), the U-Net weight chosen by validation CPM."]
     lines += ["", "CPM: mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4, 8 false positives per scan, read off the FROC "
               "curve as the LUNA16 leaderboard does; 95% CI from 1000 scan-level bootstrap resamples.", "",
               "## Time per step", "", "| step | wall time (s) |", "|---|---|"]
@@ -160,11 +164,17 @@ def run_demo(data_root: str | Path = "data/synthetic", work_dir: str | Path = "d
         elif step == "mgicnn":
             from .mgicnn.evaluate import run_demo_stage as mgicnn_stage
 
-            # The demo always scores stage 1's candidates, whatever the preset's own sources.
-            mgi_config = MGI_PRESETS[preset].replace(train_sources=("candidates", "unet"), eval_source="unet")
+            # The demo always scores stage 1's candidates, whatever the preset's own sources, and lets
+            # validation choose how much of the U-Net's score to fuse in (the demo preset's weight grid).
+            mgi_config = MGI_PRESETS[preset].replace(train_sources=("candidates", "unet"), eval_source="unet",
+                                                     fusion_weights=MGI_PRESETS["demo"].fusion_weights)
             out = mgicnn_stage(data_root, work_dir, results_dir, seed, mgi_config)
             metrics["U-Net candidates (U-Net probability)"] = {
                 **metrics.get("U-Net candidates (U-Net probability)", {}), **out["unet"]}
+            if "mgicnn_alone" in out:
+                metrics["MGI-CNN score alone (U-Net candidates)"] = {
+                    **out["mgicnn_alone"], **{k: out["mgicnn"][k] for k in ("candidates_per_scan",
+                                                                             "candidate_sensitivity")}}
             metrics["U-Net + MGI-CNN"] = out["mgicnn"]
         elif step == "ctgan":
             ctgan = ctgan_step(data_root, work_dir, results_dir, seed, preset)

@@ -3,7 +3,8 @@
 Input: `.mhd`, `.mha`, `.nrrd`, `.nii(.gz)` files or folders holding one DICOM CT series. Every scan is
 read once (DICOM rescaled to HU, any direction matrix), checked to look like a CT in Hounsfield units, the
 U-Net proposes candidates (its validation-chosen threshold from `detection.json`), the MGI-CNN scores each
-one, and the findings (MGI-CNN probability >= the threshold chosen on its validation subset, or every
+one (its probability, fused with the U-Net's where validation chose a fusion weight), and the findings
+(that score >= the threshold chosen on its validation subset, or every
 candidate with `all_candidates`) go to a LUNA16-format CSV (`seriesuid, coordX, coordY, coordZ,
 probability`, world mm; plus `diameter_mm`, the U-Net component's equivalent-sphere diameter). For each
 scan a PNG report shows each finding on its axial slice, ringed, with its probability and diameter; a
@@ -40,6 +41,7 @@ class Detector:
     mgicnn: object
     mgicnn_config: object
     threshold: float
+    fusion_weight: float = 0.0  # U-Net weight of the fused score (mgicnn.fusion); 0 = MGI-CNN alone
 
 
 def _read_json(path: Path, fix: str) -> dict:
@@ -80,7 +82,7 @@ def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
     return Detector(unet=unet, unet_config=unet_config, unet_threshold=float(det["threshold"]),
                     unet_max_candidates=int(det.get("max_candidates", unet_config.max_candidates)),
                     mgicnn=mgicnn, mgicnn_config=MgiConfig.from_dict(mdet.get("config", {})),
-                    threshold=float(mdet["threshold"]))
+                    threshold=float(mdet["threshold"]), fusion_weight=float(mdet.get("fusion_weight", 0.0)))
 
 
 def check_ct(volume: Volume, path: str | os.PathLike) -> None:
@@ -121,9 +123,11 @@ def scan_uid(path: str | os.PathLike) -> str:
 
 
 def detect_volume(detector: Detector, volume: Volume) -> pd.DataFrame:
-    """Every stage-1 candidate of one volume, scored by the MGI-CNN: world (x, y, z) mm, `probability`
-    (MGI-CNN), `unet_probability`, `diameter_mm`, voxel centroid (z, y, x); best first."""
+    """Every stage-1 candidate of one volume, scored by the MGI-CNN: world (x, y, z) mm, `probability` (the
+    final score: the MGI-CNN's, fused with the U-Net's when the detector has a fusion weight),
+    `mgicnn_probability`, `unet_probability`, `diameter_mm`, voxel centroid (z, y, x); best first."""
     from .mgicnn.dataset import as_inputs
+    from .mgicnn.fusion import fuse
     from .mgicnn.patches import candidate_scales
     from .unet.inference import detect_candidates
 
@@ -135,9 +139,10 @@ def detect_volume(detector: Detector, volume: Volume) -> pd.DataFrame:
         scales = candidate_scales(volume, cands[["coordX", "coordY", "coordZ"]].to_numpy(np.float64),
                                   c.hu_min, c.hu_max, c.spline_order)
         prob = detector.mgicnn.predict(as_inputs(scales), batch_size=c.predict_batch_size, verbose=0)
-        cands["probability"] = np.asarray(prob, np.float64)[:, 0]
+        cands["mgicnn_probability"] = np.asarray(prob, np.float64)[:, 0]
+        cands["probability"] = fuse(cands["mgicnn_probability"], cands["unet_probability"], detector.fusion_weight)
     else:
-        cands["probability"] = pd.Series(dtype=np.float64)
+        cands["mgicnn_probability"] = cands["probability"] = pd.Series(dtype=np.float64)
     return cands.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -163,7 +168,7 @@ def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os
         z = volume.shape[0] // 2
         ax.imshow(window_hu(volume.array[z]), cmap="gray", vmin=0, vmax=1, aspect=aspect)
         ax.set_title(f"slice {z} (middle)", fontsize=9)
-        ax.text(0.5, 0.04, f"no findings (MGI-CNN probability >= {threshold:.3g})", color="yellow",
+        ax.text(0.5, 0.04, f"no findings (score >= {threshold:.3g})", color="yellow",
                 ha="center", transform=ax.transAxes, fontsize=10)
         ax.axis("off")
     for i, r in enumerate(shown.itertuples()):
@@ -178,7 +183,7 @@ def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os
                      f"({r.coordX:.1f}, {r.coordY:.1f}, {r.coordZ:.1f}) mm", fontsize=8)
         ax.axis("off")
     more = f"; {len(findings) - len(shown)} more in the CSV" if len(findings) > len(shown) else ""
-    fig.suptitle(f"{uid}\n{source}  {len(findings)} finding(s){more}; MGI-CNN threshold {threshold:.3g} "
+    fig.suptitle(f"{uid}\n{source}  {len(findings)} finding(s){more}; score threshold {threshold:.3g} "
                  f"({threshold_note})", fontsize=9)
     fig.tight_layout()
     save_figure(path, fig)

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from lungnodule.demo import run_demo
+from lungnodule.mgicnn.config import PRESETS
 
 # Roc.png needs both classes among the test candidates, which the tiny U-Net need not give.
 FIGURES = ["Unet_loss.png", "Unet_results.png", "3DCNN_acc.png", "FROC.png", "GAN_loss_curve.png", "GAN_results.png"]
@@ -28,6 +29,11 @@ def test_every_stage_reports_metrics_and_time(tiny_demo):
         assert lo <= m["cpm"] <= hi or m["cpm"] == 0.0
     unet = out["metrics"]["U-Net candidates (U-Net probability)"]
     assert 0.0 <= unet["candidate_sensitivity"] <= 1.0 and unet["candidates_per_scan"] <= 20
+    fused = out["metrics"]["U-Net + MGI-CNN"]
+    assert fused["fusion_weight"] in PRESETS["demo"].fusion_weights
+    fold = json.loads(next((root / "work" / "mgicnn").glob("fold*/train.json")).read_text())
+    assert len(fold["fusion"]["table"]) == len(PRESETS["demo"].fusion_weights)
+    assert fold["fusion"]["cpm"] == max(r["cpm"] for r in fold["fusion"]["table"])
     ctgan = out["ctgan"]
     assert ctgan["metrics"]["inject"]["test_sites"] >= 1
     assert set(ctgan["detection"]) >= {"injected_detected", "removed_still_detected", "threshold"}

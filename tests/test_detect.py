@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,22 @@ def test_a_scan_without_findings_is_a_normal_result(scan, models, tmp_path):
     assert (tmp_path / "none_report" / f"{scan['uid']}.png").is_file()
     every = _run([scan["mhd"]], tmp_path / "all.csv", models, threshold=1.01, all_candidates=True)
     assert len(every) >= 1
+
+
+def test_fusion_weight_from_detection_json(scan, models, tmp_path):
+    from lungnodule.detect import detect_volume, load_detector
+
+    fused = tmp_path / "mgicnn"
+    shutil.copytree(models / "mgicnn", fused)
+    det = json.loads((fused / "detection.json").read_text())
+    (fused / "detection.json").write_text(json.dumps({**det, "fusion_weight": 1.0}))
+    detector = load_detector(models / "unet", fused)
+    assert detector.fusion_weight == 1.0 and load_detector(models / "unet", models / "mgicnn").fusion_weight == 0.0
+    rows = detect_volume(detector, scan["volume"])
+    assert len(rows) >= 1
+    # Weight 1: the final score is the U-Net's probability; the MGI-CNN's own is kept beside it.
+    assert np.allclose(rows["probability"], rows["unet_probability"].clip(1e-7, 1 - 1e-7), atol=1e-9)
+    assert rows["mgicnn_probability"].between(0, 1).all()
 
 
 def test_missing_models_name_the_command(scan, models, tmp_path):

@@ -185,6 +185,10 @@ def test_batches_augment_positives_and_are_reproducible(tiny_pipeline):
     assert all(np.array_equal(xa[k], xb[k]) for k in xa) and np.array_equal(ya, yb)
     assert xa["scale_small"].shape == (TINY.batch_size, 20, 20, 6)
     assert set(np.unique(ya)) <= {0.0, 1.0}
+    # Oversampling the eval source: each of its real rows enters the pool `eval_source_repeats` times.
+    rep = TrainBatches(ps, TINY.replace(eval_source_repeats=3))
+    assert rep.pool == 3 * (len(ps) - n_pos) + n_pos * (3 + 108)
+    assert set(np.bincount(np.concatenate([rep.negative_pool, rep.positive_pool]))) <= {0, 3}
 
 
 def test_train_test_resume_and_outputs(tiny_dataset, tiny_pipeline, tmp_path):
@@ -209,6 +213,47 @@ def test_train_test_resume_and_outputs(tiny_dataset, tiny_pipeline, tmp_path):
     assert (work / "froc_mgicnn" / "cpm.json").is_file()
     det = json.loads((work / "detection.json").read_text())
     assert (work / det["model"]).is_file()
+
+
+def test_fusion_weights_and_their_choice_on_validation():
+    from lungnodule.mgicnn.fusion import choose_weight, fuse
+
+    rng = np.random.default_rng(0)
+    mgi, unet = rng.random(50), rng.random(50)
+    assert np.array_equal(fuse(mgi, np.full(50, np.nan), 0.0), mgi)  # weight 0: the MGI-CNN alone
+    assert np.allclose(fuse(mgi, unet, 1.0), unet)
+    half = fuse(mgi, unet, 0.5)  # the logit mean: between the two, and symmetric
+    assert np.all((half >= np.minimum(mgi, unet) - 1e-12) & (half <= np.maximum(mgi, unet) + 1e-12))
+    assert np.allclose(half, fuse(unet, mgi, 0.5))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        fuse(mgi, unet, 1.5)
+    with pytest.raises(ValueError, match="U-Net probability"):
+        fuse(mgi, np.full(50, np.nan), 0.3)
+    # Eight scans, one nodule each; per scan the nodule's candidate and nine false positives.
+    ann = pd.DataFrame({"seriesuid": [f"s{i}" for i in range(8)], "coordX": 0.0, "coordY": 0.0, "coordZ": 0.0,
+                        "diameter_mm": 6.0})
+    cands = pd.DataFrame({"seriesuid": np.repeat(ann["seriesuid"], 10).to_numpy(),
+                          "coordX": np.tile([0.0] + [50.0 + 10 * k for k in range(9)], 8), "coordY": 0.0,
+                          "coordZ": 0.0})
+    cands["class"] = (cands["coordX"] == 0).astype(int)
+    noise = rng.random(len(cands))
+    good = np.where(cands["class"] == 1, 0.9 + 0.05 * noise, 0.5 * noise)  # nodules first, distinct FP scores
+    uids = list(ann["seriesuid"])
+    # The U-Net ranks every nodule first, the MGI-CNN at random: validation picks a U-Net-heavy weight.
+    cpm = lambda pick, w: next(r["cpm"] for r in pick["table"] if r["weight"] == w)  # noqa: E731
+    pick = choose_weight(cands.assign(unet_probability=good), noise, (0.0, 0.5, 1.0), ann, None, uids)
+    assert pick["weight"] > 0.0 and pick["cpm"] > cpm(pick, 0.0)
+    assert [r["weight"] for r in pick["table"]] == [0.0, 0.5, 1.0]
+    assert pick["cpm"] == max(r["cpm"] for r in pick["table"])
+    # The reverse: the MGI-CNN is the better score.
+    pick = choose_weight(cands.assign(unet_probability=noise), good, (1.0, 0.0, 0.5), ann, None, uids)
+    assert pick["weight"] < 1.0 and pick["cpm"] > cpm(pick, 1.0)
+    # Equal scores give equal CPMs and AUCs at every weight: the tie goes to the smallest weight.
+    pick = choose_weight(cands.assign(unet_probability=good), good, (0.7, 0.2, 1.0), ann, None, uids)
+    assert pick["weight"] == 0.2
+    with pytest.raises(ValueError, match="eval_source 'unet'"):
+        MgiConfig(fusion_weights=(0.5,))
+    assert MgiConfig(eval_source="unet", fusion_weights=("0.5",)).fusion_weights == (0.5,)
 
 
 def test_missing_and_corrupt_models(tmp_path):

@@ -17,7 +17,7 @@ from lungnodule.unet.inference import detect_candidates, extract_candidates
 from lungnodule.unet.losses import dice_coefficient, dice_loss
 from lungnodule.unet.masks import draw_slice_mask, nodule_slice_range, to_output_pixels
 from lungnodule.unet.model import build_unet, compile_unet
-from lungnodule.unet.training import load_unet
+from lungnodule.unet.training import load_unet, train
 from lungnodule.volume import Volume
 
 TINY = PRESETS["tiny"]
@@ -208,6 +208,22 @@ def test_batches_are_reproducible_and_augmented():
     assert set(np.unique(ya)) <= {0.0, 1.0}
     a.on_epoch_end()
     assert not np.array_equal(a[1][0], xa)
+
+
+def test_positive_slice_fraction_sets_the_share_of_nodule_slices():
+    x = np.zeros((40, 32, 32, 1), np.float16)
+    y = np.zeros((40, 32, 32), np.uint8)
+    y[[3, 17], 10:14, 10:14] = 1  # 2 nodule slices of 40
+    uniform = SliceBatches(x, y, TINY, augment=True, steps=50, seed=1)
+    assert np.isin(uniform._order, [3, 17]).mean() == pytest.approx(0.05, abs=0.01)
+    half = SliceBatches(x, y, TINY.replace(positive_slice_fraction=0.5), augment=True, steps=50, seed=1)
+    assert len(half._order) == 50 * TINY.batch_size
+    assert np.isin(half._order, [3, 17]).mean() == pytest.approx(0.5, abs=0.005)
+    assert set(half._order[~np.isin(half._order, [3, 17])]) == set(range(40)) - {3, 17}  # every negative drawn
+    half.on_epoch_end()
+    assert np.isin(half._order, [3, 17]).mean() == pytest.approx(0.5, abs=0.005)
+    with pytest.raises(ValueError, match="positive_slice_fraction"):
+        train(TINY.replace(positive_slice_fraction=1.0), "unused", "unused")
 
 
 def test_detect_candidates_runs_on_a_volume():

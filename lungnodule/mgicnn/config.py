@@ -51,9 +51,15 @@ class MgiConfig:
     steps_per_epoch: int = 0  # 0 = a full epoch (every real candidate + every augmented positive once)
     augment_positives: bool = True
     negative_fraction: float = 1.0  # fraction of the training negatives drawn per epoch
+    # Copies of each eval-source training candidate in the epoch pool: > 1 oversamples stage 1's own
+    # (hard) false positives among the far more numerous candidates_V2 ones.
+    eval_source_repeats: int = 1
     # Selection on the validation subset: "cpm" (of the eval source's candidates) or "loss".
     select_by: str = "cpm"
     operating_fps_per_scan: float = 1.0  # threshold: the validation FROC's point at this many FPs per scan
+    # Score fusion with the U-Net probability (eval_source "unet" only; mgicnn.fusion): the U-Net weights
+    # tried on validation; () or (0,) = the MGI-CNN probability alone, as the original.
+    fusion_weights: tuple = ()
     predict_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -65,6 +71,13 @@ class MgiConfig:
             raise ValueError(f"filters needs 5 widths (GFE 1-3, after pool, head), got {self.filters}")
         if self.select_by not in ("cpm", "loss"):
             raise ValueError(f"select_by must be 'cpm' or 'loss', got {self.select_by!r}")
+        object.__setattr__(self, "fusion_weights", tuple(float(w) for w in self.fusion_weights))  # flags give str
+        if self.eval_source_repeats < 1:
+            raise ValueError(f"eval_source_repeats must be >= 1, got {self.eval_source_repeats}")
+        if self.fusion_weights and self.eval_source != "unet":
+            raise ValueError("fusion_weights needs eval_source 'unet': only stage-1 candidates have a U-Net probability")
+        if any(not 0.0 <= float(w) <= 1.0 for w in self.fusion_weights):
+            raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
 
     def to_dict(self) -> dict:
         """The settings as a JSON-friendly dict."""
@@ -93,10 +106,13 @@ class MgiConfig:
 PRESETS: dict[str, MgiConfig] = {
     "paper": MgiConfig(),
     # `lungnodule demo` on a 2-core CPU: one fold (test 4, validation 3) of the synthetic demo dataset,
-    # trained on its candidates_V2.csv plus the U-Net's candidates, scoring the U-Net's test candidates.
+    # trained on its candidates_V2.csv plus the U-Net's candidates (each of those 8 times per epoch: they
+    # are the false positives it must learn to reject), scoring the U-Net's test candidates by the MGI-CNN
+    # probability fused with the U-Net's, the weight chosen on validation.
     "demo": MgiConfig(
         test_subsets=(4,), val_subset=3, train_sources=("candidates", "unet"), eval_source="unet",
         filters=(16, 32, 48, 64, 128), dense_units=128, batch_size=64, epochs=8, steps_per_epoch=60,
+        eval_source_repeats=8, fusion_weights=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
     ),
     # For tests: seconds.
     "tiny": MgiConfig(

@@ -89,8 +89,9 @@ class TrainBatches(keras.utils.PyDataset):
     """Shuffled training batches: real candidates (rows whose source is in `config.train_sources`) plus 108
     on-the-fly augmented copies of each positive per epoch (see the module docstring).
 
-    Each epoch is a permutation seeded by (seed, epoch) of the pool: real rows (negatives subsampled to
-    `config.negative_fraction`) and (positive, augmentation) pairs; `config.steps_per_epoch` > 0 caps the
+    Each epoch is a permutation seeded by (seed, epoch) of the pool: real rows (eval-source rows
+    `config.eval_source_repeats` times; negatives subsampled to `config.negative_fraction`) and (positive,
+    augmentation) pairs; `config.steps_per_epoch` > 0 caps the
     batches per epoch. A resumed run (`epoch` = first epoch to run) continues the same stream.
     """
 
@@ -99,15 +100,19 @@ class TrainBatches(keras.utils.PyDataset):
         rows = patches.rows
         use = rows["source"].isin(config.train_sources).to_numpy()
         labels = rows["class"].to_numpy()
+        repeats = np.where(rows["source"].to_numpy() == config.eval_source, config.eval_source_repeats, 1)
         self.positive_idx = np.flatnonzero(use & (labels == 1))
         self.negative_idx = np.flatnonzero(use & (labels == 0))
+        # Real rows of the pool, eval-source rows repeated; augmented copies come from `positive_idx` alone.
+        self.positive_pool = np.repeat(self.positive_idx, repeats[self.positive_idx])
+        self.negative_pool = np.repeat(self.negative_idx, repeats[self.negative_idx])
         if not len(self.positive_idx) or not len(self.negative_idx):
             raise DataError(patches.patch_dir, f"training needs positives and negatives; subsets {patches.subsets} "
                                                f"have {len(self.positive_idx)} and {len(self.negative_idx)}")
         self.patches, self.config, self.epoch = patches, config, epoch
         self.n_aug = AUGMENTATIONS if config.augment_positives else 0
-        self.n_neg = max(1, int(round(config.negative_fraction * len(self.negative_idx))))
-        self.pool = self.n_neg + len(self.positive_idx) * (1 + self.n_aug)
+        self.n_neg = max(1, int(round(config.negative_fraction * len(self.negative_pool))))
+        self.pool = self.n_neg + len(self.positive_pool) + len(self.positive_idx) * self.n_aug
         full = math.ceil(self.pool / config.batch_size)
         self.steps = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
         self._order = self._permutation()
@@ -115,11 +120,11 @@ class TrainBatches(keras.utils.PyDataset):
     def _permutation(self) -> np.ndarray:
         """Encoded pool items for this epoch: >= 0 real row index; < 0 -(1 + positive * 108 + aug)."""
         rng = np.random.default_rng([self.config.seed, self.epoch])
-        neg = self.negative_idx
+        neg = self.negative_pool
         if self.n_neg < len(neg):
             neg = rng.choice(neg, self.n_neg, replace=False)
         aug = (np.arange(len(self.positive_idx) * self.n_aug, dtype=np.int64))
-        items = np.concatenate([neg, self.positive_idx, -1 - aug])
+        items = np.concatenate([neg, self.positive_pool, -1 - aug])
         return rng.permutation(items)[:self.steps * self.config.batch_size]
 
     def __len__(self) -> int:

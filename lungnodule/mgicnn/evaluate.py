@@ -4,7 +4,9 @@ Each fold's test subset is scored by that fold's own model (`<work_dir>/fold<t>/
 validation subset); the folds' scores are pooled into one LUNA16 results CSV (`seriesuid, coordX, coordY,
 coordZ, probability`, world mm) and evaluated over every test scan: candidate-level ROC / AUC, confusion
 counts at each fold's validation-chosen threshold (TP / FP / TN / FN as named; accuracy a ratio), and the
-LUNA16 FROC / CPM with its scan-bootstrap 95% CI, beside the U-Net-alone curve on the same scans.
+LUNA16 FROC / CPM with its scan-bootstrap 95% CI, beside the U-Net-alone curve on the same scans. A fold
+trained with `fusion_weights` scores each candidate by the fused score (:mod:`lungnodule.mgicnn.fusion`,
+its weight from the fold's validation), and the MGI-CNN's own score is evaluated beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import DataError
 from ..luna import LunaDataset, read_results, write_results
 from .config import PRESETS, MgiConfig
 from .dataset import PatchSet, predict_rows
+from .fusion import fuse
 from .training import load_mgicnn
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -85,12 +88,14 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         patches = PatchSet(work_dir / "patches", fold["test"])
         rows = patches.rows
         sel = np.flatnonzero(rows["source"].to_numpy() == config.eval_source)
-        prob = predict_rows(model, patches, sel, config.predict_batch_size)
-        scored.append(rows.iloc[sel][["seriesuid", *XYZ, "class", "unet_probability", "diameter_mm"]]
-                      .assign(probability=prob, fold=t, threshold=meta["threshold"]))
+        mgi = predict_rows(model, patches, sel, config.predict_batch_size)
+        weight = float(meta.get("fusion_weight", 0.0))
+        part = rows.iloc[sel][["seriesuid", *XYZ, "class", "unet_probability", "diameter_mm"]]
+        scored.append(part.assign(probability=fuse(mgi, part["unet_probability"], weight), mgicnn_probability=mgi,
+                                  fold=t, threshold=meta["threshold"]))
         uids += dataset.uids_in(fold["test"])
         folds_meta[t] = {"fold": fold, "best_epoch": meta["best_epoch"], "threshold": meta["threshold"],
-                         "model": str(fold_dir / "best.keras")}
+                         "fusion_weight": weight, "model": str(fold_dir / "best.keras")}
     seconds = time.perf_counter() - t0
     scored = pd.concat(scored, ignore_index=True)
     write_results(work_dir / "results_mgicnn.csv", scored)
@@ -111,6 +116,12 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
                      "findings_per_scan": float(flagged.sum()) / max(len(uids), 1),
                      "finding_sensitivity": _coverage(scored[flagged], annotations, uids)["candidate_sensitivity"],
                      "patches_per_second": len(scored) / seconds if seconds > 0 else None}
+    fused = any(m["fusion_weight"] > 0 for m in folds_meta.values())
+    if fused:  # the second stage's own score, for comparison with the fused one
+        alone = scored.assign(probability=scored["mgicnn_probability"])
+        ar = evaluate_cad(annotations, excluded, uids, alone, n_bootstrap=n_bootstrap, seed=config.seed)
+        out["mgicnn_alone"] = {**_froc_metrics(ar), "auc": roc_auc(labels, alone["probability"].to_numpy())[3]
+                               if 0 < labels.sum() < len(labels) else float("nan")}
     curves = {}
     if config.eval_source == "unet":
         unet = scored.assign(probability=scored["unet_probability"])
@@ -121,11 +132,18 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         write_evaluation(ur, work_dir / "froc_unet", "unet")
         out["unet"] = {**_froc_metrics(ur), **_coverage(unet, annotations, uids)}
         curves["U-Net alone"] = ur
-    curves["U-Net + MGI-CNN" if config.eval_source == "unet" else f"MGI-CNN ({config.eval_source})"] = mg
+    if fused:
+        curves["MGI-CNN score alone"] = ar
+        curves["U-Net + MGI-CNN (fused score)"] = mg
+    else:
+        curves["U-Net + MGI-CNN" if config.eval_source == "unet" else f"MGI-CNN ({config.eval_source})"] = mg
     if results_dir is not None:
         results_dir = Path(results_dir)
         if 0 < labels.sum() < len(labels):
             rocs = {"MGI-CNN": (labels, prob)}
+            if fused:
+                rocs = {"fused (MGI-CNN + U-Net)": (labels, prob),
+                        "MGI-CNN alone": (labels, scored["mgicnn_probability"].to_numpy())}
             if config.eval_source == "unet":
                 rocs["U-Net probability"] = (labels, scored["unet_probability"].to_numpy())
             plot_roc(rocs, results_dir / "Roc.png",
@@ -136,7 +154,8 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         out["froc_figure"] = str(results_dir / "FROC.png")
     last = folds_meta[max(folds_meta)]
     write_text(work_dir / "detection.json", json.dumps(
-        {"model": str(Path(last["model"]).relative_to(work_dir)), "threshold": last["threshold"], "fold": last["fold"],
+        {"model": str(Path(last["model"]).relative_to(work_dir)), "threshold": last["threshold"],
+         "fusion_weight": last["fusion_weight"], "fold": last["fold"],
          "config": config.to_dict(), "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} "
                                                         "FPs per scan"}, indent=2))
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
@@ -151,7 +170,8 @@ def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, re
     labelled by the LUNA16 hit rule), chooses the epoch and threshold on the validation subset and scores
     the test subset's U-Net candidates. Writes into `work_dir/mgicnn/` and `results_dir` (3DCNN_acc.png,
     Roc.png, FROC.png). Returns {"unet": {...}, "mgicnn": {...}, "timings": {...}}: each with `cpm`,
-    `cpm_ci95` [lo, hi], `candidates_per_scan`, `candidate_sensitivity`; `auc` for mgicnn.
+    `cpm_ci95` [lo, hi], `candidates_per_scan`, `candidate_sensitivity`; `auc` and `fusion_weight` for mgicnn;
+    with fusion, "mgicnn_alone" ({cpm, cpm_ci95, auc} of the MGI-CNN's own score).
     """
     from .preprocess import preprocess
     from .training import train
@@ -172,7 +192,10 @@ def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, re
     timings["test"] = time.perf_counter() - t0
     keys = ("cpm", "cpm_ci95", "candidates_per_scan", "candidate_sensitivity")
     out = {"unet": {k: metrics["unet"][k] for k in keys},
-           "mgicnn": {**{k: metrics["mgicnn"][k] for k in keys}, "auc": metrics["mgicnn"]["auc"]},
+           "mgicnn": {**{k: metrics["mgicnn"][k] for k in keys}, "auc": metrics["mgicnn"]["auc"],
+                      "fusion_weight": max(f["fusion_weight"] for f in metrics["folds"].values())},
            "timings": timings, "preprocess_patches_per_second": pre.get("patches_per_second"),
            "details": str(mgi_dir / "test_metrics.json")}
+    if "mgicnn_alone" in metrics:
+        out["mgicnn_alone"] = {k: metrics["mgicnn_alone"][k] for k in ("cpm", "cpm_ci95", "auc")}
     return out

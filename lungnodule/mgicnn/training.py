@@ -4,7 +4,8 @@ Fold f (test subset t_f) lives in `<work_dir>/fold<t_f>/`: `last.keras` (every e
 epoch on the validation subset: highest validation CPM of the eval source's candidates, ties broken by the
 lower validation loss; or the lowest loss), `history.csv` (one row per epoch: train loss / accuracy / AUC,
 validation loss / accuracy / AUC / CPM; kept across resumes), `train.json` (config, seed, folds, the chosen
-epoch and the operating threshold chosen on validation). The model of fold f never sees the test subset:
+epoch, the U-Net fusion weight (when `fusion_weights` is set) and the operating threshold of the final
+score, all chosen on validation). The model of fold f never sees the test subset:
 training reads only `fold["train"]` subsets, selection only `fold["val"]`. All files are written atomically;
 an interrupted run resumes from `last.keras` at the epoch after the last row of `history.csv`.
 """
@@ -25,6 +26,7 @@ from ..luna import LunaDataset
 from ..unet.training import _save_model
 from .config import MgiConfig
 from .dataset import PatchSet, TrainBatches, predict_rows
+from .fusion import choose_weight, fuse
 from .model import build_mgicnn, compile_mgicnn
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -62,7 +64,9 @@ def threshold_at_fps(result, fps_per_scan: float) -> float:
 
 def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, annotations: pd.DataFrame,
                       excluded: pd.DataFrame | None, n_bootstrap: int = 0) -> dict:
-    """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; CPM of the eval source's rows."""
+    """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; CPM of the eval source's rows.
+
+    Also `_froc` (that CPM's FrocResult) and `_eval_rows` (the eval source's rows with their `probability`)."""
     from ..evaluation import evaluate_cad, roc_auc
 
     prob = predict_rows(model, val, np.arange(len(val)), config.predict_batch_size)
@@ -75,6 +79,7 @@ def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, anno
     froc = evaluate_cad(annotations, excluded, uids, results, n_bootstrap=n_bootstrap, seed=config.seed)
     out["val_cpm"] = froc.cpm
     out["_froc"] = froc
+    out["_eval_rows"] = val.rows.loc[ev].assign(probability=prob[ev])
     return out
 
 
@@ -90,7 +95,7 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         scores = validation_scores(self.model, self.val, self.config, self.annotations, self.excluded)
-        scores.pop("_froc")
+        scores.pop("_froc"), scores.pop("_eval_rows")
         row = pd.DataFrame([{"epoch": epoch, **logs, **scores}])
         improved = not len(self.history) or _key(row.iloc[0], self.config) > max(
             _key(r, self.config) for _, r in self.history.iterrows())
@@ -155,7 +160,7 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
 
     Returns the fold's train.json content: best epoch, its validation scores, the operating threshold.
     """
-    from ..evaluation import evaluate_cad  # noqa: F401  (imported early: fails fast if unavailable)
+    from ..evaluation import evaluate_cad
 
     test = int(fold["test"][0])
     if test in fold["train"] or test in fold["val"] or set(fold["train"]) & set(fold["val"]):
@@ -191,12 +196,23 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     if not (fold_dir / "best.keras").exists() or not len(history):
         raise DataError(fold_dir, "training produced no best.keras (no epoch ran and none was saved before)")
     best = best_epoch(history, config)
-    # The operating threshold: on the validation subset, with the selected model.
+    # Fusion weight and operating threshold: on the validation subset, with the selected model.
     scores = validation_scores(load_mgicnn(fold_dir / "best.keras"), val_set, config, annotations, excluded)
-    threshold = threshold_at_fps(scores.pop("_froc"), config.operating_fps_per_scan)
+    froc, rows = scores.pop("_froc"), scores.pop("_eval_rows")
+    weight = 0.0
+    if config.fusion_weights:
+        fusion = choose_weight(rows, rows["probability"].to_numpy(), config.fusion_weights, annotations, excluded,
+                               val_set.uids)
+        weight = fusion["weight"]
+        fused = rows.assign(probability=fuse(rows["probability"], rows["unet_probability"], weight))
+        froc = evaluate_cad(annotations, excluded, val_set.uids, fused, n_bootstrap=0)
+        meta["fusion"] = fusion
+        print(f"  fusion: U-Net weight {weight:g} chosen on validation (CPM {fusion['cpm']:.3f}; "
+              f"MGI-CNN alone {scores['val_cpm']:.3f})", flush=True)
+    threshold = threshold_at_fps(froc, config.operating_fps_per_scan)
     meta.update({"epochs": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]) + 1,
                  "selected_by": f"validation {config.select_by} on subset {fold['val']}",
-                 "validation": scores, "threshold": threshold,
+                 "validation": scores, "fusion_weight": weight, "threshold": threshold,
                  "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} FPs per scan",
                  "best_model": str(fold_dir / "best.keras"), "last_model": str(last_path),
                  "history": str(history_path)})

@@ -39,6 +39,9 @@ class UnetConfig:
     # > 0: each nodule's pixels in a training slice are weighted (its area)^-nodule_balance, scaled so a
     # batch's nodule pixels average 1; at 1 a 4 mm nodule weighs as much as a 20 mm one (0: per pixel).
     nodule_balance: float = 0.0
+    # Share of training slices drawn from the nodule-bearing ones (0: every slice equally often, as the
+    # original); the rest are the negative slices.
+    positive_slice_fraction: float = 0.0
     batch_size: int = 8
     # Train on random crops of this many pixels (0: whole slices, the original). The network is fully
     # convolutional, so it still predicts whole slices; a crop of a slice with a nodule contains it.

@@ -81,15 +81,23 @@ def nodule_weights(masks: np.ndarray, power: float) -> np.ndarray:
     return weights
 
 
+def _passes(rng: np.random.Generator, items: np.ndarray, need: int) -> np.ndarray:
+    """`need` entries of `items`: enough shuffled passes over them, cut to length."""
+    reps = math.ceil(need / len(items))
+    return np.concatenate([rng.permutation(items) for _ in range(reps)])[:need]
+
+
 class SliceBatches(keras.utils.PyDataset):
     """Keras dataset of (image, mask) batches drawn from in-memory or memory-mapped arrays.
 
     Training (`augment=True`): each epoch is `steps` batches of slices drawn without replacement from a
     seeded permutation (the original drew 200 batches of 8 per epoch), each augmented with
     :func:`augment_pair` from a Generator seeded by (seed, epoch, batch), so a run is reproducible and a
-    resumed run continues the same stream; with `config.train_crop_size` each augmented slice is then
-    cut to a :func:`random_crop`; with `config.nodule_balance` the targets get a second channel, the
-    :func:`nodule_weights` of their masks (see `losses.split_target`). Validation (`augment=False`): fixed order, whole slices, no augmentation.
+    resumed run continues the same stream; with `config.positive_slice_fraction` > 0 that share of the
+    slices comes from the nodule-bearing ones (each a seeded permutation, repeated as needed); with
+    `config.train_crop_size` each augmented slice is then cut to a :func:`random_crop`; with
+    `config.nodule_balance` the targets get a second channel, the :func:`nodule_weights` of their masks
+    (see `losses.split_target`). Validation (`augment=False`): fixed order, whole slices, no augmentation.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, config: UnetConfig, augment: bool,
@@ -102,16 +110,25 @@ class SliceBatches(keras.utils.PyDataset):
         self.batch_size = config.batch_size
         full = math.ceil(len(images) / self.batch_size)
         self.steps = full if steps is None else (max(1, min(steps, full)) if not augment else max(1, steps))
+        self.positive = None
+        if augment and config.positive_slice_fraction > 0:
+            self.positive = np.concatenate([np.asarray(masks[i:i + 256]).reshape(len(masks[i:i + 256]), -1).any(1)
+                                            for i in range(0, len(masks), 256)])
+            if self.positive.all() or not self.positive.any():
+                self.positive = None  # one kind of slice only: nothing to rebalance
         self._order = self._permutation()
 
     def _permutation(self) -> np.ndarray:
         if not self.augment:
             return np.arange(len(self.images))
-        # Enough shuffled passes over the data to fill `steps` batches.
         rng = np.random.default_rng([self.seed, self.epoch])
         need = self.steps * self.batch_size
-        reps = math.ceil(need / len(self.images))
-        return np.concatenate([rng.permutation(len(self.images)) for _ in range(reps)])[:need]
+        if self.positive is None:
+            return _passes(rng, np.arange(len(self.images)), need)
+        n_pos = int(round(need * self.config.positive_slice_fraction))
+        items = np.concatenate([_passes(rng, np.flatnonzero(self.positive), n_pos),
+                                _passes(rng, np.flatnonzero(~self.positive), need - n_pos)])
+        return rng.permutation(items)
 
     def __len__(self) -> int:
         return self.steps

@@ -131,6 +131,8 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     work_dir = Path(work_dir)
     if config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    if not 0.0 <= config.positive_slice_fraction < 1.0:
+        raise ValueError(f"positive_slice_fraction must be in [0, 1), got {config.positive_slice_fraction}")
     if config.train_crop_size % 32:
         raise ValueError(f"train_crop_size must be a multiple of 32 (five poolings), got {config.train_crop_size}")
     keras.utils.set_random_seed(config.seed)
