@@ -1,8 +1,8 @@
 """CT-GAN stage, step 1: build the injector's and the remover's training sets.
 
 Reads a LUNA16-layout DATA_ROOT (scans in subset*/, annotations.csv, annotations_excluded.csv). The
-injector learns from the annotated nodules of the training subsets (all but TEST_SUBSET and VAL_SUBSET),
-the remover from HEALTHY_SITES_PER_SCAN random lung sites per scan, CLEARANCE_MM clear of every finding.
+injector learns from the annotated nodules of the training subsets (all but TEST_SUBSET and VAL_SUBSET)
+of at least INJECT_MIN_DIAMETER_MM (0: all), the remover from HEALTHY_SITES_PER_SCAN random lung sites per scan, CLEARANCE_MM clear of every finding.
 Per site a CUT_MM cube is resampled to SPACING_MM isotropic (only the cube), augmented (3 flips, 4 shifts
 of SHIFT voxels, N_ROTATIONS axial rotations from ROTATION_START every ROTATION_STEP degrees) and
 centre-cropped to CUBE_SIZE^3; histogram equalisation (NBINS bins) and (x - mean) / (max - min) are fitted
@@ -30,6 +30,7 @@ SHIFT = 4
 N_ROTATIONS = 12
 ROTATION_START = 6.0
 ROTATION_STEP = 30.0
+INJECT_MIN_DIAMETER_MM = 0.0
 HEALTHY_SITES_PER_SCAN = 2
 CLEARANCE_MM = 20.0
 LUNG_MARGIN_MM = 8.0

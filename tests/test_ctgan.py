@@ -357,3 +357,19 @@ def test_config_presets():
     assert (c.base_filters, c.lr_d, c.lr_g, c.beta_1, c.l1_weight, c.nbins) == (40, 1e-6, 2e-4, 0.5, 100.0, 10000)
     assert (c.inject_epochs, c.inject_batch_size, c.n_instances) == (70, 16, 20)
     assert CTGANConfig.from_dict({**c.to_dict(), "preset": "x"}) == c
+
+
+def test_injector_sites_keep_nodules_of_the_minimum_diameter(tiny_dataset):
+    from lungnodule.ctgan.dataset import training_sites
+    from lungnodule.luna import LunaDataset, fold_split
+
+    ds = LunaDataset(tiny_dataset)
+    cfg = PRESETS["tiny"]
+    split = fold_split(ds.subsets, test=cfg.test_subset, val=cfg.val_subset)
+    every = training_sites(ds, cfg, "inject", split, progress=False)
+    train_uids = ds.uids_in(split["train"]) + ds.uids_in(split["val"])
+    assert len(every) == ds.annotations["seriesuid"].isin(train_uids).sum()
+    cut = float(np.median(every["diameter_mm"]))
+    big = training_sites(ds, cfg.replace(inject_min_diameter_mm=cut), "inject", split, progress=False)
+    assert 0 < len(big) < len(every) and (big["diameter_mm"] >= cut).all()
+    assert len(big) == (every["diameter_mm"] >= cut).sum()

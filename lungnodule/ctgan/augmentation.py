@@ -252,7 +252,8 @@ def _train_and_score(mgi_config: MgiConfig, data_root: Path, mgi_dir: Path, unet
     fold = next(iter(trained["folds"].values()))
     return {"timings": {k: round(v, 2) for k, v in timings.items()},
             "train_candidates": fold["train_candidates"], "train_positives": fold["train_positives"],
-            "best_epoch": fold["best_epoch"], "threshold": fold["threshold"]}
+            "best_epoch": fold["best_epoch"], "threshold": fold["threshold"],
+            "fusion_weight": fold.get("fusion_weight", 0.0)}
 
 
 def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.PathLike,

@@ -53,7 +53,8 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
                    progress: bool = True) -> pd.DataFrame:
     """The sites of one mode for the train and val subsets: columns :data:`SITE_COLUMNS`.
 
-    inject: every annotated nodule of those scans (all rows, unlike the original's first 226).
+    inject: every annotated nodule of those scans (all rows, unlike the original's first 226) of at least
+    `config.inject_min_diameter_mm`.
     remove: `healthy_sites_per_scan` healthy lung points per scan, away from every annotated and excluded
     finding; the scan's index in the sorted UID list seeds its draw.
     """
@@ -63,7 +64,7 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
         uids = dataset.uids_in(split[name])
         if mode == "inject":
             ann = dataset.annotations
-            ann = ann[ann["seriesuid"].isin(uids)]
+            ann = ann[ann["seriesuid"].isin(uids) & (ann["diameter_mm"] >= config.inject_min_diameter_mm)]
             rows.append(ann.assign(split=name)[SITE_COLUMNS])
             continue
         for i, uid in enumerate(tqdm(uids, desc=f"healthy sites ({name})", leave=False, disable=not progress)):

@@ -28,6 +28,7 @@ from ..intensity import window_hu
 from ..luna import ANNOTATION_COLUMNS, LunaDataset, fold_split
 from ..volume import Volume, write_volume
 from .config import CTGANConfig
+from .dataset import trainset_dir
 from .sites import healthy_sites
 from .tampering import TamperModel, tamper
 from .training import load_generator
@@ -47,8 +48,8 @@ def site_mean_hu(volume: Volume, point_xyz, radius_mm: float = 5.0) -> float:
 
 
 def injection_diameter(annotations: pd.DataFrame) -> float:
-    """Diameter (mm) recorded for an injected nodule: the median annotated one (the injector draws a typical
-    nodule), 6 mm when there are no annotations."""
+    """Diameter (mm) recorded for an injected nodule: the median of `annotations` (the injector's training
+    nodules: it draws a typical one of them), 6 mm when there are none."""
     return float(annotations["diameter_mm"].median()) if len(annotations) else 6.0
 
 
@@ -125,7 +126,13 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     if write_scans:
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
-    inject_diameter = injection_diameter(dataset.annotations)
+    sites_csv = trainset_dir(work_dir, "inject") / "sites.csv"
+    if sites_csv.is_file():
+        trained_on = pd.read_csv(sites_csv, dtype={"seriesuid": str})
+        trained_on = trained_on[trained_on["split"] == "train"]
+    else:  # models copied without their training set: the training subsets' nodules
+        trained_on = dataset.annotations[dataset.annotations["seriesuid"].isin(dataset.uids_in(split["train"]))]
+    inject_diameter = injection_diameter(trained_on)
     for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
         volume = dataset.load(uid)
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]

@@ -100,12 +100,14 @@ PRESETS: dict[str, UnetConfig] = {
     # original's SGD on -Dice predict background everywhere, so the demo uses Adam and adds a
     # positive-weighted cross-entropy in which every nodule weighs the same whatever its size; it trains
     # on 128-px crops (2.4x the steps per second), sees two slices on each side (vessels continue across
-    # slices, nodules end) and four times the original's share of negative slices. Augmentation distances
+    # slices, nodules end) and four times the original's share of negative slices, half of each batch
+    # being nodule slices (uniform sampling gives them 20%). Augmentation distances
     # are the original's scaled by 256 / 320.
     "demo": UnetConfig(
         test_subset=4, val_subset=3, image_size=256, base_filters=8, growth_step=8,
         image_interpolation="linear", negative_slices_per_scan=24, context_slices=2, optimizer="adam",
-        bce_weight=1.0, positive_weight=50.0, nodule_balance=1.0, batch_size=8, train_crop_size=128,
+        bce_weight=1.0, positive_weight=50.0, nodule_balance=1.0, positive_slice_fraction=0.5, batch_size=8,
+        train_crop_size=128,
         epochs=20, steps_per_epoch=120, validation_steps=0, lr_schedule="cosine",
         elastic_alpha=102.4, elastic_sigma=12.0, shift_px=24,
         threshold_grid=(0.003, 0.01, 0.03, 0.1, 0.3, 0.5), max_candidates=20, predict_batch_size=16,
