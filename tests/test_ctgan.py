@@ -373,3 +373,18 @@ def test_injector_sites_keep_nodules_of_the_minimum_diameter(tiny_dataset):
     big = training_sites(ds, cfg.replace(inject_min_diameter_mm=cut), "inject", split, progress=False)
     assert 0 < len(big) < len(every) and (big["diameter_mm"] >= cut).all()
     assert len(big) == (every["diameter_mm"] >= cut).sum()
+
+
+def test_injected_diameter_is_the_injectors_training_median(tiny_dataset, tmp_path):
+    from lungnodule.ctgan.testing import injection_diameter
+    from lungnodule.luna import LunaDataset
+
+    ds = LunaDataset(tiny_dataset)
+    train = ds.annotations["seriesuid"].isin(ds.uids_in([0]))
+    # Without the injector's training set: the training subsets' nodules.
+    assert injection_diameter(tmp_path, ds, [0]) == pytest.approx(ds.annotations.loc[train, "diameter_mm"].median())
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sites.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,split\na,0,0,0,10,train\nb,0,0,0,20,train\nc,0,0,0,30,train\n"
+        "d,0,0,0,99,val\n")
+    assert injection_diameter(tmp_path, ds, [0]) == 20.0

@@ -83,7 +83,11 @@ def test_augmented_dataset_layout_and_csvs(tiny_dataset, augmented):
     ann = aug.annotations
     pd.testing.assert_frame_equal(ann.iloc[:len(src.annotations)].reset_index(drop=True),
                                   src.annotations.reset_index(drop=True))
-    median = float(src.annotations["diameter_mm"].median())
+    # The injector came without its training set (no inject/sites.csv): its diameter is the median of the
+    # training subsets' nodules.
+    train = src.annotations["seriesuid"].isin(src.uids_in(summary["split"]["train"]))
+    median = float(src.annotations.loc[train, "diameter_mm"].median())
+    assert summary["injected_diameter_mm"] == pytest.approx(median)
     for copy_uid, group in sites.groupby("seriesuid"):
         source_uid = group["source_seriesuid"].iloc[0]
         vol, clean = aug.load(copy_uid), src.load(source_uid)

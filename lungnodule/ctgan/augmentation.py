@@ -4,9 +4,9 @@
 copied or modified) plus, for each scan of the CT-GAN fold's *training* subsets only, tampered copies with
 `inject_per_scan` nodules injected by the trained injector at healthy lung sites (the sites and touch-ups
 of :func:`lungnodule.ctgan.testing.test`). Each copy is a new series (new UID, same subset folder); the CSVs
-list what the copies hold: `annotations.csv` gains the injected nodules (median annotated diameter),
-`candidates_V2.csv` gains each copy's candidates (the source scan's, plus 1-6 class-1 marks per injected
-nodule, as :mod:`lungnodule.synth.candidates` draws them for real nodules).
+list what the copies hold: `annotations.csv` gains the injected nodules (recorded with the median diameter of the
+injector's training nodules), `candidates_V2.csv` gains each copy's candidates (the source scan's, plus 1-6
+class-1 marks per injected nodule, as :mod:`lungnodule.synth.candidates` draws them for real nodules).
 
 :func:`augmentation_experiment` trains the MGI-CNN twice with one config and seed, on the original and on
 the augmented folder, scores both on the same held-out test scans and reports both CPMs with their
@@ -129,9 +129,9 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     sites (world (x, y, z) mm; clearance and lung margin in mm from `config`) by the injector in
     `ctgan_dir/inject/`, written as `out_root/subset<k>/<new uid>.mhd` (HU, int16 as the source, same
     geometry). `out_root` also links every original scan and holds `annotations.csv` (original + injected,
-    diameter = the median annotated diameter, mm; a copy also lists its source's nodules, which it still
-    holds), `annotations_excluded.csv` (original, likewise repeated for each copy), `seriesuids.csv`,
-    `candidates_V2.csv` (see :func:`copy_candidates`), `injected_sites.csv` (per site: copy and source
+    diameter = the median diameter of the injector's training nodules, mm; a copy also lists its source's
+    nodules, which it still holds), `annotations_excluded.csv` (original, likewise repeated for each copy),
+    `seriesuids.csv`, `candidates_V2.csv` (see :func:`copy_candidates`), `injected_sites.csv` (per site: copy and source
     UIDs, position, mean HU within 5 mm before / after) and `augmented_dataset.json` (counts, `config.seed`
     and the config). Sites, marks and UIDs follow from `config.seed` alone; files appear atomically and
     `out_root` is rebuilt from scratch (a non-empty folder not made by this function is refused).
@@ -148,7 +148,7 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     link_scans(dataset, out_root)
     annotations, candidates = dataset.annotations, dataset.candidates
     excluded = dataset.excluded if "excluded" in dataset.paths else annotations.iloc[:0]
-    diameter = injection_diameter(annotations)
+    diameter = injection_diameter(ctgan_dir, dataset, split["train"])
     new_annotations, new_excluded, new_candidates, site_rows, new_uids = [], [], [], [], []
     for i, uid in enumerate(tqdm(train_uids, desc="injecting into training scans", disable=not progress)):
         volume = dataset.load(uid)

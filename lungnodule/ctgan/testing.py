@@ -47,10 +47,17 @@ def site_mean_hu(volume: Volume, point_xyz, radius_mm: float = 5.0) -> float:
     return float(block[inside].mean()) if inside.any() else float("nan")
 
 
-def injection_diameter(annotations: pd.DataFrame) -> float:
-    """Diameter (mm) recorded for an injected nodule: the median of `annotations` (the injector's training
-    nodules: it draws a typical one of them), 6 mm when there are none."""
-    return float(annotations["diameter_mm"].median()) if len(annotations) else 6.0
+def injection_diameter(ctgan_dir: str | os.PathLike, dataset: LunaDataset, train_subsets: list[int]) -> float:
+    """Diameter (mm) recorded for an injected nodule: the median of the injector's training nodules (it draws a
+    typical one of them), read from `<ctgan_dir>/inject/sites.csv`; the annotated nodules of `train_subsets`
+    when the models came without it; 6 mm when there are none."""
+    sites_csv = trainset_dir(ctgan_dir, "inject") / "sites.csv"
+    if sites_csv.is_file():
+        nodules = pd.read_csv(sites_csv, dtype={"seriesuid": str})
+        nodules = nodules[nodules["split"] == "train"]
+    else:
+        nodules = dataset.annotations[dataset.annotations["seriesuid"].isin(dataset.uids_in(train_subsets))]
+    return float(nodules["diameter_mm"].median()) if len(nodules) else 6.0
 
 
 def scan_findings(annotations: pd.DataFrame, excluded: pd.DataFrame, uid: str) -> pd.DataFrame:
@@ -126,13 +133,7 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     if write_scans:
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
-    sites_csv = trainset_dir(work_dir, "inject") / "sites.csv"
-    if sites_csv.is_file():
-        trained_on = pd.read_csv(sites_csv, dtype={"seriesuid": str})
-        trained_on = trained_on[trained_on["split"] == "train"]
-    else:  # models copied without their training set: the training subsets' nodules
-        trained_on = dataset.annotations[dataset.annotations["seriesuid"].isin(dataset.uids_in(split["train"]))]
-    inject_diameter = injection_diameter(trained_on)
+    inject_diameter = injection_diameter(work_dir, dataset, split["train"])
     for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
         volume = dataset.load(uid)
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]
@@ -193,9 +194,9 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
     `detect(volume) -> DataFrame(coordX, coordY, coordZ, probability)` (world mm) is run on every scan
     of `<work_dir>/tampered/{inject,remove}/`. A site counts as detected when a detection with
     probability >= `threshold` lies within the site's radius (diameter / 2, the LUNA16 hit criterion;
-    injected sites have the median annotated diameter). Returns `injected_detected` (fraction of
-    injected nodules detected), `removed_still_detected` (fraction of removed nodules still detected),
-    the counts, and, when `data_root` (the untampered dataset) is given, the same fractions on the clean
+    injected sites have the median diameter of the injector's training nodules). Returns
+    `injected_detected` (fraction of injected nodules detected), `removed_still_detected` (fraction of
+    removed nodules still detected), the counts, and, when `data_root` (the untampered dataset) is given, the same fractions on the clean
     scans (`clean_inject_sites_detected`: false positives at the injection sites before injection;
     `clean_nodules_detected`: the detector's sensitivity on the nodules before removal). Per-site hits
     are written to `<work_dir>/tampered/detection_sites.csv`.
