@@ -131,10 +131,11 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     geometry). `out_root` also links every original scan and holds `annotations.csv` (original + injected,
     diameter = the median diameter of the injector's training nodules, mm; a copy also lists its source's
     nodules, which it still holds), `annotations_excluded.csv` (original, likewise repeated for each copy),
-    `seriesuids.csv`, `candidates_V2.csv` (see :func:`copy_candidates`), `injected_sites.csv` (per site: copy and source
-    UIDs, position, mean HU within 5 mm before / after) and `augmented_dataset.json` (counts, `config.seed`
-    and the config). Sites, marks and UIDs follow from `config.seed` alone; files appear atomically and
-    `out_root` is rebuilt from scratch (a non-empty folder not made by this function is refused).
+    `seriesuids.csv`, `candidates_V2.csv` (see :func:`copy_candidates`), `injected_sites.csv` (per site:
+    copy and source UIDs, position, mean HU within 5 mm before / after) and `augmented_dataset.json`
+    (counts, `config.seed` and the config). Sites, marks and UIDs follow from `config.seed` alone; files
+    appear atomically and `out_root` is rebuilt from scratch (a non-empty folder not made by this function is
+    refused).
     """
     if copies_per_scan < 0:
         raise ValueError(f"copies_per_scan must be >= 0, got {copies_per_scan}")

@@ -196,10 +196,10 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
     probability >= `threshold` lies within the site's radius (diameter / 2, the LUNA16 hit criterion;
     injected sites have the median diameter of the injector's training nodules). Returns
     `injected_detected` (fraction of injected nodules detected), `removed_still_detected` (fraction of
-    removed nodules still detected), the counts, and, when `data_root` (the untampered dataset) is given, the same fractions on the clean
-    scans (`clean_inject_sites_detected`: false positives at the injection sites before injection;
-    `clean_nodules_detected`: the detector's sensitivity on the nodules before removal). Per-site hits
-    are written to `<work_dir>/tampered/detection_sites.csv`.
+    removed nodules still detected), the counts, and, when `data_root` (the untampered dataset) is given,
+    the same fractions on the clean scans (`clean_inject_sites_detected`: false positives at the injection
+    sites before injection; `clean_nodules_detected`: the detector's sensitivity on the nodules before
+    removal). Per-site hits are written to `<work_dir>/tampered/detection_sites.csv`.
     """
     root = Path(work_dir) / "tampered"
     sites = {}

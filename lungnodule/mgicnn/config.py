@@ -75,7 +75,8 @@ class MgiConfig:
         if self.eval_source_repeats < 1:
             raise ValueError(f"eval_source_repeats must be >= 1, got {self.eval_source_repeats}")
         if self.fusion_weights and self.eval_source != "unet":
-            raise ValueError("fusion_weights needs eval_source 'unet': only stage-1 candidates have a U-Net probability")
+            raise ValueError("fusion_weights needs eval_source 'unet': only stage-1 candidates have a U-Net "
+                             "probability")
         if any(not 0.0 <= float(w) <= 1.0 for w in self.fusion_weights):
             raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
 

@@ -91,8 +91,8 @@ class TrainBatches(keras.utils.PyDataset):
 
     Each epoch is a permutation seeded by (seed, epoch) of the pool: real rows (eval-source rows
     `config.eval_source_repeats` times; negatives subsampled to `config.negative_fraction`) and (positive,
-    augmentation) pairs; `config.steps_per_epoch` > 0 caps the
-    batches per epoch. A resumed run (`epoch` = first epoch to run) continues the same stream.
+    augmentation) pairs; `config.steps_per_epoch` > 0 caps the batches per epoch. A resumed run (`epoch` =
+    first epoch to run) continues the same stream.
     """
 
     def __init__(self, patches: PatchSet, config: MgiConfig, epoch: int = 0, **kwargs):

@@ -45,18 +45,18 @@ def choose_weight(candidates: pd.DataFrame, mgi_probability: np.ndarray, weights
 
     `candidates`: validation stage-1 candidates (seriesuid, world coordX/Y/Z mm, class, unet_probability);
     `mgi_probability` (N,) their MGI-CNN probabilities; `uids` every validation scan. Returns {"weight",
-    "cpm", "auc", "table": [{"weight", "cpm", "auc"}, ...]}; ties on CPM go to the higher AUC, then the
-    smaller weight (more of the second stage).
+    "cpm", "auc", "froc" (the chosen weight's FrocResult), "table": [{"weight", "cpm", "auc"}, ...]}; ties on
+    CPM go to the higher AUC, then the smaller weight (more of the second stage).
     """
     from ..evaluation import evaluate_cad, roc_auc
 
     labels = candidates["class"].to_numpy()
     both = 0 < labels.sum() < len(labels)
-    table = []
+    table, frocs = [], {}
     for w in sorted(float(w) for w in weights):
         score = fuse(mgi_probability, candidates["unet_probability"].to_numpy(), w)
-        froc = evaluate_cad(annotations, excluded, uids, candidates.assign(probability=score), n_bootstrap=0)
-        table.append({"weight": w, "cpm": float(froc.cpm), "auc": float(roc_auc(labels, score)[3]) if both
+        frocs[w] = evaluate_cad(annotations, excluded, uids, candidates.assign(probability=score), n_bootstrap=0)
+        table.append({"weight": w, "cpm": float(frocs[w].cpm), "auc": float(roc_auc(labels, score)[3]) if both
                       else float("nan")})
     best = max(table, key=lambda r: (r["cpm"], np.nan_to_num(r["auc"], nan=-1.0), -r["weight"]))
-    return {**best, "table": table}
+    return {**best, "froc": frocs[best["weight"]], "table": table}

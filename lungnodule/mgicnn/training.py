@@ -26,7 +26,7 @@ from ..luna import LunaDataset
 from ..unet.training import _save_model
 from .config import MgiConfig
 from .dataset import PatchSet, TrainBatches, predict_rows
-from .fusion import choose_weight, fuse
+from .fusion import choose_weight
 from .model import build_mgicnn, compile_mgicnn
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -95,7 +95,8 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         scores = validation_scores(self.model, self.val, self.config, self.annotations, self.excluded)
-        scores.pop("_froc"), scores.pop("_eval_rows")
+        scores.pop("_froc")
+        scores.pop("_eval_rows")
         row = pd.DataFrame([{"epoch": epoch, **logs, **scores}])
         improved = not len(self.history) or _key(row.iloc[0], self.config) > max(
             _key(r, self.config) for _, r in self.history.iterrows())
@@ -160,8 +161,6 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
 
     Returns the fold's train.json content: best epoch, its validation scores, the operating threshold.
     """
-    from ..evaluation import evaluate_cad
-
     test = int(fold["test"][0])
     if test in fold["train"] or test in fold["val"] or set(fold["train"]) & set(fold["val"]):
         raise ValueError(f"fold {fold}: the test subset must not be in train or val, nor val in train")
@@ -203,9 +202,7 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     if config.fusion_weights:
         fusion = choose_weight(rows, rows["probability"].to_numpy(), config.fusion_weights, annotations, excluded,
                                val_set.uids)
-        weight = fusion["weight"]
-        fused = rows.assign(probability=fuse(rows["probability"], rows["unet_probability"], weight))
-        froc = evaluate_cad(annotations, excluded, val_set.uids, fused, n_bootstrap=0)
+        weight, froc = fusion["weight"], fusion.pop("froc")
         meta["fusion"] = fusion
         print(f"  fusion: U-Net weight {weight:g} chosen on validation (CPM {fusion['cpm']:.3f}; "
               f"MGI-CNN alone {scores['val_cpm']:.3f})", flush=True)

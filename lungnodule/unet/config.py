@@ -102,8 +102,8 @@ PRESETS: dict[str, UnetConfig] = {
     # on 128-px crops (2.4x the steps per second), sees two slices on each side (vessels continue across
     # slices, nodules end) and four times the original's share of negative slices, half of each batch
     # being nodule slices (uniform sampling gives them 20%), each nodule drawn at least 2.5 px in radius
-    # (a 4 mm nodule covers only 3 px at 1.35 mm per pixel). Augmentation distances
-    # are the original's scaled by 256 / 320.
+    # (a 4 mm nodule covers only 3 px at 1.35 mm per pixel). Augmentation distances are the original's
+    # scaled by 256 / 320.
     "demo": UnetConfig(
         test_subset=4, val_subset=3, image_size=256, base_filters=8, growth_step=8,
         image_interpolation="linear", negative_slices_per_scan=24, context_slices=2, mask_min_radius_px=2.5,

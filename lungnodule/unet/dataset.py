@@ -112,7 +112,8 @@ class SliceBatches(keras.utils.PyDataset):
         self.steps = full if steps is None else (max(1, min(steps, full)) if not augment else max(1, steps))
         self.positive = None
         if augment and config.positive_slice_fraction > 0:
-            self.positive = np.concatenate([np.asarray(masks[i:i + 256]).reshape(len(masks[i:i + 256]), -1).any(1)
+            # In chunks: `masks` may be a memory map larger than RAM.
+            self.positive = np.concatenate([np.asarray(masks[i:i + 256]).any(axis=(1, 2))
                                             for i in range(0, len(masks), 256)])
             if self.positive.all() or not self.positive.any():
                 self.positive = None  # one kind of slice only: nothing to rebalance
