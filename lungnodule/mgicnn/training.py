@@ -182,7 +182,9 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     else:
         model = compile_mgicnn(build_mgicnn(config), config)
     initial_epoch = len(history)
-    data = TrainBatches(train_set, config, epoch=initial_epoch)
+    # Two threads cut and zoom the augmented patches while the model trains; a batch depends only on its
+    # index and epoch, so the stream does not depend on the threads.
+    data = TrainBatches(train_set, config, epoch=initial_epoch, workers=2)
     meta = {"config": config.to_dict(), "seed": config.seed, "fold": fold, "resumed_from_epoch": initial_epoch,
             "train_candidates": int(len(data.negative_idx) + len(data.positive_idx)),
             "train_positives": int(len(data.positive_idx)), "samples_per_epoch": int(data.steps * config.batch_size),
