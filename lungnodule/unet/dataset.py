@@ -39,6 +39,33 @@ def load_split(folder: str | Path, mmap: bool = True) -> tuple[np.ndarray, np.nd
     return images, masks
 
 
+def _uniform_start(rng: np.random.Generator, lo: int, hi: int, limit: int) -> int:
+    lo, hi = min(max(lo, 0), limit), min(max(hi, 0), limit)
+    return int(rng.integers(lo, max(lo, hi) + 1))
+
+
+def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator):
+    """A `size` x `size` crop of an (H, W[, C]) image and its (H, W) mask, placed at random.
+
+    When the mask has nodule pixels, the crop holds one of them (drawn at random) at least `size` / 8
+    pixels from its border where the slice allows, so a crop of a nodule slice is a positive example;
+    otherwise the crop is anywhere in the slice.
+    """
+    h, w = mask.shape
+    if size >= min(h, w):
+        return image, mask
+    ys, xs = np.nonzero(mask)
+    if len(ys):
+        k = rng.integers(len(ys))
+        margin = size // 8
+        # Windows holding pixel (ys[k], xs[k]) `margin` from their border, clipped to the slice.
+        y0 = _uniform_start(rng, ys[k] - size + 1 + margin, ys[k] - margin, h - size)
+        x0 = _uniform_start(rng, xs[k] - size + 1 + margin, xs[k] - margin, w - size)
+    else:
+        y0, x0 = rng.integers(h - size + 1), rng.integers(w - size + 1)
+    return image[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]
+
+
 def nodule_weights(masks: np.ndarray, power: float) -> np.ndarray:
     """Per-pixel weights (B, H, W) of binary masks (B, H, W): each 8-connected nodule region's pixels get
     (its area in pixels)^-`power`, scaled so the nodule pixels of the batch average 1; background 1."""
@@ -65,11 +92,10 @@ class SliceBatches(keras.utils.PyDataset):
 
     Training (`augment=True`): each epoch is `steps` batches of slices drawn without replacement from a
     seeded permutation (the original drew 200 batches of 8 per epoch), each augmented with
-    :func:`augment_pair` from a Generator seeded by (seed, epoch, batch), so a run is reproducible (also
-    with worker threads) and a resumed run continues the same stream; with
-    `config.positive_slice_fraction` > 0 that share of the slices comes from the nodule-bearing ones (each
-    a seeded permutation, repeated as needed); with `config.train_crop_size` each augmented slice is a
-    crop of that size (see `augment.crop_origin`); with
+    :func:`augment_pair` from a Generator seeded by (seed, epoch, batch), so a run is reproducible and a
+    resumed run continues the same stream; with `config.positive_slice_fraction` > 0 that share of the
+    slices comes from the nodule-bearing ones (each a seeded permutation, repeated as needed); with
+    `config.train_crop_size` each augmented slice is then cut to a :func:`random_crop`; with
     `config.nodule_balance` the targets get a second channel, the :func:`nodule_weights` of their masks
     (see `losses.split_target`). Validation (`augment=False`): fixed order, whole slices, no augmentation.
     """
@@ -116,8 +142,9 @@ class SliceBatches(keras.utils.PyDataset):
         y = np.asarray(self.masks[idx], dtype=np.float32)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            pairs = [augment_pair(x[i], y[i], rng, self.config, self.config.train_crop_size)
-                     for i in range(len(idx))]
+            pairs = [augment_pair(x[i], y[i], rng, self.config) for i in range(len(idx))]
+            if self.config.train_crop_size:
+                pairs = [random_crop(a, b, self.config.train_crop_size, rng) for a, b in pairs]
             x = np.stack([a for a, _ in pairs])
             y = np.stack([b for _, b in pairs])
             if self.config.nodule_balance > 0:
