@@ -352,3 +352,27 @@ def test_train_rejects_bad_crop_size_and_schedule_before_reading_data(tmp_path):
         train(TINY.replace(train_crop_size=40), tmp_path, None)
     with pytest.raises(ValueError, match="lr_schedule"):
         train(TINY.replace(lr_schedule="step"), tmp_path, None)
+
+
+def test_training_batches_do_not_depend_on_data_threads():
+    # Training prepares batches in two threads; each batch must still be the one its (epoch, index) defines.
+    rng = np.random.default_rng(5)
+    x = rng.random((24, 32, 32, 1)).astype(np.float32)
+    y = (rng.random((24, 32, 32)) > 0.9).astype(np.uint8)
+    cfg = TINY.replace(nodule_balance=0.0)
+    runs = []
+    for workers in (1, 2):
+        seen = []
+
+        class Recording(SliceBatches):
+            def __getitem__(self, index):
+                batch = super().__getitem__(index)
+                seen.append((self.epoch, index, batch[0].tobytes()))
+                return batch
+
+        model = build_unet((32, 32, 1), 4, 4)
+        compile_unet(model, 1e-3, 0.9, "adam", 100.0, 0.0, 1.0, 0)
+        model.fit(Recording(x, y, cfg, augment=True, steps=3, workers=workers), epochs=3, verbose=0)
+        runs.append(sorted(seen))
+    assert runs[0] == runs[1]
+    assert len({e for e, _, _ in runs[0]}) >= 3  # every epoch drew a new stream
