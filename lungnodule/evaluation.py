@@ -704,9 +704,15 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
     return fpr, tpr, thresholds, float(auc(fpr, tpr))
 
 
+def candidate_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The ROC AUC of :func:`roc_auc`, or NaN when `labels` hold one class only (no ROC to draw)."""
+    labels = np.asarray(labels).ravel()
+    return roc_auc(labels, scores)[3] if 0 < labels.sum() < len(labels) else float("nan")
+
+
 __all__ = [
     "FP_RATES", "FP_RATE_KEYS", "Matching", "Bootstrap", "FrocResult", "cap_marks", "match_candidates",
     "compute_froc", "sensitivities_leaderboard", "sensitivities_interpolated", "cpm_leaderboard",
     "cpm_interpolated", "hit_pairs", "bootstrap_counts", "bootstrap_froc", "evaluate_cad", "write_evaluation", "evaluate_files",
-    "roc_auc", "plot_froc", "plot_roc",
+    "roc_auc", "candidate_auc", "plot_froc", "plot_roc",
 ]

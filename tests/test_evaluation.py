@@ -14,7 +14,7 @@ import sklearn.metrics as skl_metrics
 
 from lungnodule import luna
 from lungnodule.evaluation import (FP_RATE_KEYS, bootstrap_froc, cap_marks, compute_froc, evaluate_cad,
-                                   evaluate_files, match_candidates, roc_auc, sensitivities_interpolated,
+                                   evaluate_files, match_candidates, roc_auc, candidate_auc, sensitivities_interpolated,
                                    sensitivities_leaderboard)
 from lungnodule.froc_plot import plot_froc, plot_roc
 
@@ -480,6 +480,8 @@ def test_plots_and_roc_auc(tmp_path):
     assert area == pytest.approx(0.75) and fpr[0] == 0 and tpr[-1] == 1
     with pytest.raises(ValueError, match="both classes"):
         roc_auc([1, 1], [0.2, 0.3])
+    assert candidate_auc(np.array([0, 0, 1, 1]), [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert np.isnan(candidate_auc(np.array([1, 1]), [0.2, 0.3]))  # one class: no AUC, no error
     plot_roc({"MGI-CNN": ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])}, tmp_path / "roc.png")
     assert (tmp_path / "roc.png").stat().st_size > 1000
 

@@ -67,7 +67,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     `work_dir/test_metrics.json`, `work_dir/detection.json` (model and threshold for `lungnodule detect`),
     and `results_dir/Roc.png`, `results_dir/FROC.png`. Returns {"unet": {...}, "mgicnn": {...}, ...}.
     """
-    from ..evaluation import evaluate_cad, roc_auc, write_evaluation
+    from ..evaluation import candidate_auc, evaluate_cad, write_evaluation
     from ..froc_plot import plot_froc, plot_roc
 
     work_dir = Path(work_dir)
@@ -108,7 +108,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     mg = evaluate_cad(annotations, excluded, uids, scored, n_bootstrap=n_bootstrap, seed=config.seed)
     write_evaluation(mg, work_dir / "froc_mgicnn", "mgicnn")
     out: dict = {"folds": folds_meta, "test_scans": len(uids), "eval_source": config.eval_source}
-    auc = roc_auc(labels, prob)[3] if 0 < labels.sum() < len(labels) else float("nan")
+    auc = candidate_auc(labels, prob)
     out["mgicnn"] = {**_froc_metrics(mg), **_coverage(scored, annotations, uids), "auc": auc,
                      "confusion": {"TP": tp, "FP": fp, "TN": tn, "FN": fn,
                                    "accuracy": (tp + tn) / max(len(labels), 1),
@@ -120,8 +120,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     if fused:  # the second stage's own score, for comparison with the fused one
         alone = scored.assign(probability=scored["mgicnn_probability"])
         ar = evaluate_cad(annotations, excluded, uids, alone, n_bootstrap=n_bootstrap, seed=config.seed)
-        out["mgicnn_alone"] = {**_froc_metrics(ar), "auc": roc_auc(labels, alone["probability"].to_numpy())[3]
-                               if 0 < labels.sum() < len(labels) else float("nan")}
+        out["mgicnn_alone"] = {**_froc_metrics(ar), "auc": candidate_auc(labels, alone["probability"])}
     curves = {}
     if config.eval_source == "unet":
         unet = scored.assign(probability=scored["unet_probability"])

@@ -13,14 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 
 _EPS = 1e-7  # probability clip: keeps logits finite for scores of exactly 0 or 1
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)) of probabilities `p`, clipped to [1e-7, 1 - 1e-7]."""
-    p = np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def fuse(mgi_probability: np.ndarray, unet_probability: np.ndarray, weight: float) -> np.ndarray:
@@ -35,8 +30,8 @@ def fuse(mgi_probability: np.ndarray, unet_probability: np.ndarray, weight: floa
     unet = np.asarray(unet_probability, np.float64)
     if np.isnan(unet).any():
         raise ValueError("score fusion needs the U-Net probability of every candidate (stage-1 candidates only)")
-    z = (1.0 - weight) * logit(mgi) + weight * logit(unet)
-    return 1.0 / (1.0 + np.exp(-z))
+    clip = lambda p: np.clip(p, _EPS, 1 - _EPS)
+    return expit((1.0 - weight) * logit(clip(mgi)) + weight * logit(clip(unet)))
 
 
 def choose_weight(candidates: pd.DataFrame, mgi_probability: np.ndarray, weights: Sequence[float],
@@ -48,15 +43,13 @@ def choose_weight(candidates: pd.DataFrame, mgi_probability: np.ndarray, weights
     "cpm", "auc", "froc" (the chosen weight's FrocResult), "table": [{"weight", "cpm", "auc"}, ...]}; ties on
     CPM go to the higher AUC, then the smaller weight (more of the second stage).
     """
-    from ..evaluation import evaluate_cad, roc_auc
+    from ..evaluation import candidate_auc, evaluate_cad
 
     labels = candidates["class"].to_numpy()
-    both = 0 < labels.sum() < len(labels)
     table, frocs = [], {}
     for w in sorted(float(w) for w in weights):
         score = fuse(mgi_probability, candidates["unet_probability"].to_numpy(), w)
         frocs[w] = evaluate_cad(annotations, excluded, uids, candidates.assign(probability=score), n_bootstrap=0)
-        table.append({"weight": w, "cpm": float(frocs[w].cpm), "auc": float(roc_auc(labels, score)[3]) if both
-                      else float("nan")})
+        table.append({"weight": w, "cpm": float(frocs[w].cpm), "auc": candidate_auc(labels, score)})
     best = max(table, key=lambda r: (r["cpm"], np.nan_to_num(r["auc"], nan=-1.0), -r["weight"]))
     return {**best, "froc": frocs[best["weight"]], "table": table}

@@ -67,12 +67,12 @@ def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, anno
     """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; CPM of the eval source's rows.
 
     Also `_froc` (that CPM's FrocResult) and `_eval_rows` (the eval source's rows with their `probability`)."""
-    from ..evaluation import evaluate_cad, roc_auc
+    from ..evaluation import candidate_auc, evaluate_cad
 
     prob = predict_rows(model, val, np.arange(len(val)), config.predict_batch_size)
     labels = val.rows["class"].to_numpy().astype(np.float64)
     out = {"val_loss": _bce(labels, prob), "val_accuracy": float(np.mean((prob >= 0.5) == (labels == 1)))}
-    out["val_auc"] = roc_auc(labels, prob)[3] if 0 < labels.sum() < len(labels) else float("nan")
+    out["val_auc"] = candidate_auc(labels, prob)
     ev = val.rows["source"].to_numpy() == config.eval_source
     uids = val.uids
     results = val.rows.loc[ev, ["seriesuid", *XYZ]].assign(probability=prob[ev])
