@@ -15,7 +15,7 @@ done with the same candidates is skipped (resume).
 
 from lungnodule.mgicnn.config import PRESETS, MgiConfig
 from lungnodule.mgicnn.preprocess import preprocess
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -46,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

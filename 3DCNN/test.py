@@ -14,7 +14,7 @@ by the fused score, with the MGI-CNN's own score reported beside it.
 
 from lungnodule.mgicnn.config import PRESETS, MgiConfig
 from lungnodule.mgicnn.evaluate import test
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -58,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ validation). Run it again after an interruption: it resumes from last.keras (--n
 
 from lungnodule.mgicnn.config import PRESETS, MgiConfig
 from lungnodule.mgicnn.training import train
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -62,4 +62,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

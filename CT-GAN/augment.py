@@ -17,7 +17,7 @@ FROC curves). Nothing else in CTGAN_DIR, UNET_DIR or RESULTS_DIR is written.
 from lungnodule.ctgan.augmentation import augmentation_experiment
 from lungnodule.ctgan.config import PRESETS, CTGANConfig
 from lungnodule.mgicnn.config import PRESETS as MGI_PRESETS
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan_aug"
@@ -54,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

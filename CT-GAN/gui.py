@@ -17,6 +17,7 @@ from lungnodule.ctgan.config import PRESETS
 from lungnodule.ctgan.tampering import load_tamper_model
 from lungnodule.ctgan.viewer import TamperSession
 from lungnodule.errors import ModelMissingError
+from lungnodule.scripting import run
 
 WORK_DIR = "data/work/ctgan"
 OUT_DIR = "data/tampered/gui"
@@ -101,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

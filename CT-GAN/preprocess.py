@@ -14,7 +14,7 @@ normalization.npz, sites.csv, trainset.json.
 
 from lungnodule.ctgan.config import MODES, PRESETS, CTGANConfig
 from lungnodule.ctgan.dataset import build_trainset
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
@@ -51,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

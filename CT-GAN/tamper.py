@@ -5,17 +5,20 @@ generator of the chosen action from WORK_DIR/<action>/ (made by CT-GAN/train.py)
 coordinate (-c, several allowed): voxel indices z,y,x with `-s vox` (default, as the original), or world
 millimetres x,y,z (the LUNA16 CSV order) with `-s world`. Writes the result to the destination (-d): a new
 DICOM series folder (`-f dicom`, new UIDs, ImageType DERIVED, SeriesDescription saying what was done) or an
-.mhd file (`-f mhd`). The input is never modified, and a destination that is the input is refused.
+.mhd file (`-f mhd`: `-d` itself when it ends in .mhd, `-d`/tampered.mhd for a folder, else `-d` + .mhd; marked
+by CTGAN_* header fields). The input is never modified: a destination that would overwrite any file of the
+input (its .raw included) is refused with exit status 2.
 
     python CT-GAN/tamper.py -t data/synthetic/subset4/<uid>.mhd -d out/tampered -a inject -c 60,128,140
 """
 
 import argparse
-import time
+import sys
 
 from lungnodule.ctgan.config import PRESETS
-from lungnodule.ctgan.tampering import check_destination, load_tamper_model, parse_points, tamper, write_tampered
-from lungnodule.volume import read_volume
+from lungnodule.ctgan.tampering import (check_destination, load_tamper_model, parse_points, protect_negative_points,
+                                        tamper_file)
+from lungnodule.scripting import run
 
 WORK_DIR = "data/work/ctgan"
 
@@ -32,19 +35,16 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=WORK_DIR, help="folder holding inject/ and remove/ models")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                         help="touch-up settings (all presets share them unless changed)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(protect_negative_points(sys.argv[1:] if argv is None else argv))
     config = PRESETS[args.preset]
     points = parse_points(args.coord)
+    check_destination(args.target, args.destination, args.format)  # before the model is loaded
     model = load_tamper_model(args.work_dir, args.action)
-    check_destination(args.target, args.destination)
-    volume = read_volume(args.target)
-    started = time.perf_counter()
-    tampered = tamper(volume, points, args.action, model, coords=args.system, config=config)
-    seconds = time.perf_counter() - started
-    out = write_tampered(tampered, args.destination, args.action, fmt=args.format, source=args.target)
+    out, seconds = tamper_file(args.target, args.destination, args.action, points, model, coords=args.system,
+                               fmt=args.format, config=config)
     print(f"{args.action}: {len(points)} site(s) in {seconds:.2f} s; written to {out}")
     return out
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,7 @@ WORK_DIR/test.json and RESULTS_DIR/GAN_results.png (the same slices before and a
 
 from lungnodule.ctgan.config import PRESETS, CTGANConfig
 from lungnodule.ctgan.testing import test
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
@@ -41,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

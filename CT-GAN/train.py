@@ -15,7 +15,7 @@ interruption: it resumes from the checkpoint (--no-resume starts over).
 
 from lungnodule.ctgan.config import MODES, PRESETS, CTGANConfig
 from lungnodule.ctgan.training import train
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 
 WORK_DIR = "data/work/ctgan"
 RESULTS_DIR = "Results"
@@ -49,4 +49,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ when interrupted.
     python Unet/preprocess.py --data-root /data/LUNA16
 """
 
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 from lungnodule.unet.config import PRESETS, UnetConfig
 from lungnodule.unet.preprocess import preprocess
 
@@ -46,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

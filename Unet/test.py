@@ -11,7 +11,7 @@ WORK_DIR/detection.json, WORK_DIR/test_metrics.json and RESULTS_DIR/Unet_results
     python Unet/test.py --preset demo
 """
 
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 from lungnodule.unet.config import PRESETS, UnetConfig
 from lungnodule.unet.evaluate import test
 
@@ -48,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ last.keras (pass --no-resume to start over).
     python Unet/train.py --preset demo
 """
 
-from lungnodule.scripting import script_args
+from lungnodule.scripting import run, script_args
 from lungnodule.unet.config import PRESETS, UnetConfig
 from lungnodule.unet.training import train
 
@@ -64,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

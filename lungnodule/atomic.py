@@ -11,6 +11,9 @@ from typing import Iterator
 
 import numpy as np
 
+# Prefix of the temporary folders of atomic_dir: hidden, so dataset discovery never enters them.
+TMP_PREFIX = ".tmp-"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -44,16 +47,33 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     is complete before any of them appears under its final name.
     """
     path = Path(path)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path))
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path))
+    ok = False
     try:
         yield tmp
         # Data files first, headers last: a reader never finds a header whose data is missing.
         names = sorted(os.listdir(tmp), key=lambda n: n.endswith((".mhd", ".nhdr")))
         for name in names:
             os.replace(tmp / name, path / name)
+        ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not ok and created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if still empty: a failed run leaves no folder it made
+
+
+def remove_stale_tmp(folder: str | os.PathLike) -> int:
+    """Remove the temporary folders an interrupted :func:`atomic_dir` left in `folder` (and its subfolders);
+    returns how many. Only names starting with the atomic prefix are touched."""
+    count = 0
+    for tmp in sorted(Path(folder).rglob(TMP_PREFIX + "*")):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            count += 1
+    return count
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

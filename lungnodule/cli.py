@@ -16,7 +16,7 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth import generate_dataset
 
     out = generate_dataset(args.out, n_scans=args.scans, seed=args.seed, preset=args.preset,
-                           n_subsets=args.subsets, workers=args.workers)
+                           n_subsets=args.subsets, workers=args.workers, overwrite=args.overwrite)
     print(f"synthetic LUNA16-format dataset: {out}")
     return 0
 
@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo: sized for the CPU demo; luna: 512x512 LUNA16-like scans; tiny: for tests")
     p.add_argument("--subsets", type=int, default=10, help="number of subset folders (default 10, as LUNA16)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the subset folders and CSVs of a non-empty folder (refused without it when the "
+                        "folder was not written by synth, or was written with other arguments)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("evaluate", help="LUNA16 FROC / CPM evaluation (noduleCADEvaluationLUNA16.py arguments)")

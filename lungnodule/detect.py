@@ -24,7 +24,7 @@ import pandas as pd
 
 from .atomic import save_csv, save_figure
 from .errors import DataError, ModelMissingError
-from .volume import Volume, read_volume
+from .volume import Volume, check_ct, read_volume  # noqa: F401  (check_ct: detect's CT check)
 
 RESULT_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
 MAX_PANELS = 12
@@ -83,26 +83,6 @@ def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
                     unet_max_candidates=int(det.get("max_candidates", unet_config.max_candidates)),
                     mgicnn=mgicnn, mgicnn_config=MgiConfig.from_dict(mdet.get("config", {})),
                     threshold=float(mdet["threshold"]), fusion_weight=float(mdet.get("fusion_weight", 0.0)))
-
-
-def check_ct(volume: Volume, path: str | os.PathLike) -> None:
-    """DataError unless `volume` looks like a CT in Hounsfield units: numeric, at least 2 slices, values in
-    [-10000, 40000], and some air (the 1st percentile below -500 HU; a chest CT has air at about -1000 HU)."""
-    a = volume.array
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise DataError(path, f"voxel type {a.dtype} is not numeric: not a CT volume")
-    if min(a.shape) < 2:
-        raise DataError(path, f"shape {a.shape} (z, y, x): a CT volume needs at least 2 voxels along every axis")
-    sample = np.asarray(a[:: max(1, a.shape[0] // 16)], dtype=np.float64)
-    if not np.isfinite(sample).all():
-        raise DataError(path, "NaN or infinite voxel values: not a CT volume in Hounsfield units")
-    lo, hi = float(sample.min()), float(sample.max())
-    if lo < -10000 or hi > 40000:
-        raise DataError(path, f"values {lo:g} to {hi:g} lie outside any Hounsfield range: not a CT in HU")
-    p1 = float(np.percentile(sample, 1))
-    if p1 > -500:
-        raise DataError(path, f"no air in the image (1st percentile {p1:g}; a chest CT in Hounsfield units has air "
-                              "at about -1000 HU): not a CT, or not rescaled to HU")
 
 
 def scan_uid(path: str | os.PathLike) -> str:
@@ -202,36 +182,43 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
 
     `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
     (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
-    beside `out`). File headers are checked before any model runs; scans are then read one at a time (memory
-    stays at one scan) and each is checked to be a CT in HU. The CSV is written only when every scan succeeded.
-    Returns the rows written.
+    beside `out`). Before any model runs: file headers are checked, series UIDs must differ, and no output
+    (the CSV, a report) may be or lie inside an input (DataError naming both). Scans are then read one at a
+    time (memory stays at one scan), each checked to be a CT in HU. The CSV and the reports are written only
+    when every scan succeeded (reports are drawn in a temporary folder and moved in at the end). Returns the
+    rows written.
     """
     from tqdm.auto import tqdm
 
+    from .atomic import atomic_dir
+    from .outputs import check_file_output, check_outputs
     from .volume import read_geometry
 
-    out = Path(out)
     if not scans:
         raise DataError(None, "no scan given")
+    out = check_file_output(out, "findings CSV")
     for s in scans:  # headers first (cheap): a missing or corrupt file fails before any model work
         if not Path(s).is_dir():
             read_geometry(s)
+    uids: dict[str, str] = {}
+    for s in scans:
+        uid = scan_uid(s)
+        if uid in uids:
+            raise DataError(s, f"series UID {uid} given twice (also {uids[uid]})")
+        uids[uid] = str(s)
+    report_dir = Path(report_dir) if report_dir else default_report_dir(out)
+    check_outputs([out, *(report_dir / f"{uid}.png" for uid in uids)], scans)
     detector = load_detector(unet_dir, mgicnn_dir)
     thr = detector.threshold if threshold is None else float(threshold)
-    report_dir = Path(report_dir) if report_dir else default_report_dir(out)
-    frames, seen = [], set()
-    for s in tqdm(scans, desc="detect", unit="scan", disable=not progress):
-        volume = read_volume(s)  # one scan in memory at a time
-        check_ct(volume, s)
-        uid = scan_uid(s)
-        if uid in seen:
-            raise DataError(s, f"series UID {uid} given twice")
-        seen.add(uid)
-        scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
-        findings = scored[scored["probability"] >= thr]
-        plot_report(volume, findings, uid, report_dir / f"{uid}.png", thr, source=str(s),
-                    threshold_note="chosen on validation" if threshold is None else "given")
-        frames.append(scored if all_candidates else findings)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
-    save_csv(out, rows[RESULT_COLUMNS])
+    frames = []
+    with atomic_dir(report_dir) as reports:  # moved into report_dir only if every scan succeeds
+        for uid, s in tqdm(list(uids.items()), desc="detect", unit="scan", disable=not progress):
+            volume = read_volume(s)  # one scan in memory at a time; checked to be a CT in HU
+            scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
+            findings = scored[scored["probability"] >= thr]
+            plot_report(volume, findings, uid, reports / f"{uid}.png", thr, source=str(s),
+                        threshold_note="chosen on validation" if threshold is None else "given")
+            frames.append(scored if all_candidates else findings)
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+        save_csv(out, rows[RESULT_COLUMNS])
     return rows

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -677,6 +678,10 @@ def evaluate_files(
     excluded = luna.read_annotations(excluded_csv)
     results = luna.read_results(results_csv)  # rows of unlisted UIDs are allowed and ignored, as in the script
     name = name or Path(results_csv).stem
+    if len(results) and not results["seriesuid"].isin(set(uids)).any():
+        # The official script ignores such rows too; a user who passed the wrong list should hear of it.
+        print(f"warning: no row of {results_csv} belongs to a series UID listed in {seriesuids_csv}: every mark "
+              "is ignored and every nodule counts as missed", file=sys.stderr)
     result = evaluate_cad(annotations, excluded, uids, results, max_marks=max_marks, n_bootstrap=n_bootstrap,
                           seed=seed, drop_intermediate=drop_intermediate, progress=progress)
     write_evaluation(result, outdir, name)

@@ -14,6 +14,7 @@ the file, the 1-based line (the header is line 1) and the problem.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 
 from .atomic import save_csv
 from .errors import DataError
-from .volume import Volume, read_volume
+from .volume import Volume, read_volume, volume_files
 
 ANNOTATION_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
 CANDIDATE_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "class"]
@@ -174,6 +175,12 @@ class LunaDataset:
                 self.paths[key] = found
         if "seriesuids" in self.paths:
             self.seriesuids: list[str] = read_seriesuids(self.paths["seriesuids"])
+            unlisted = self.scans[~self.scans["seriesuid"].isin(set(self.seriesuids))]
+            if len(unlisted):
+                # Every stage would take such a scan for a nodule-free one; the evaluation would ignore it.
+                raise DataError(unlisted["path"].iloc[0], f"scan not listed in {self.paths['seriesuids']} "
+                                f"({len(unlisted)} of the {len(self.scans)} scans on disk are not): remove the "
+                                "scans that do not belong to this dataset, or add their UIDs to the list")
         else:
             self.seriesuids = sorted(self.scans["seriesuid"])
 
@@ -203,6 +210,8 @@ class LunaDataset:
         for subset, folder in sorted(folders):
             # rglob: an unzipped subsetN.zip sometimes nests as subsetN/subsetN/*.mhd.
             for mhd in sorted(folder.rglob("*.mhd")):
+                if any(part.startswith(".") for part in mhd.relative_to(folder).parts):
+                    continue  # hidden folders: an interrupted atomic write's temporary copies, never scans
                 uid = mhd.stem
                 if uid in seen:
                     raise DataError(mhd, f"duplicate series UID {uid}: also at {seen[uid]} (a scan is in one subset)")
@@ -238,8 +247,12 @@ class LunaDataset:
 
     @functools.cached_property
     def excluded(self) -> pd.DataFrame:
-        """``annotations_excluded.csv``: irrelevant findings the evaluation ignores (see :func:`read_annotations`)."""
-        return read_annotations(self._require("excluded"), self._uid_check())
+        """``annotations_excluded.csv``: irrelevant findings the evaluation ignores (see :func:`read_annotations`);
+        an empty frame with the same columns when the root has no such file."""
+        if "excluded" not in self.paths:
+            return pd.DataFrame({c: pd.Series(dtype=str if c == "seriesuid" else np.float64)
+                                 for c in ANNOTATION_COLUMNS})
+        return read_annotations(self.paths["excluded"], self._uid_check())
 
     @functools.cached_property
     def candidates(self) -> pd.DataFrame:
@@ -258,9 +271,27 @@ class LunaDataset:
         self.scan_path(uid)
         return int(self.scans.loc[self.scans["seriesuid"] == uid, "subset"].iloc[0])
 
-    def load(self, uid: str) -> Volume:
-        """Read the scan of series `uid` (HU array (z, y, x) with its geometry); a missing ``.raw`` is a DataError."""
-        return read_volume(self.scan_path(uid))
+    def load(self, uid: str, canonical: bool = True) -> Volume:
+        """Read the scan of series `uid`: HU array (z, y, x) with its geometry, in the canonical orientation
+        every stage uses unless `canonical` is False (see :func:`lungnodule.volume.read_volume`); a missing or
+        bad ``.raw`` is a DataError."""
+        return read_volume(self.scan_path(uid), canonical=canonical)
+
+    def scan_key(self, uid: str) -> str:
+        """A fingerprint of what a per-scan cache entry of series `uid` is made from: the resolved path, size and
+        modification time of each of its files (header and data file) and its rows of `annotations.csv` and
+        `annotations_excluded.csv`. It changes when the scan is replaced, the data root points elsewhere, or an
+        annotation of the scan is edited; stages key their caches on it (with their own settings)."""
+        h = hashlib.sha1()
+        for f in volume_files(self.scan_path(uid)):
+            st = f.stat()
+            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        for key in ("annotations", "excluded"):
+            if key in self.paths:
+                frame = getattr(self, key)
+                rows = frame[frame["seriesuid"] == uid]
+                h.update(rows.to_csv(index=False).encode())
+        return h.hexdigest()[:16]
 
     def uids_in(self, subsets: int | Iterable[int]) -> list[str]:
         """Sorted series UIDs of the scans in `subsets` (one index or several)."""

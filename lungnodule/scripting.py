@@ -8,8 +8,10 @@ defaults, explicit flags still win) and returns the resolved values with lowerca
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict, is_dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 
 def _flag(name: str) -> str:
@@ -63,3 +65,15 @@ def script_args(
             setattr(args, dest, tuple(getattr(args, dest)))
     args.preset = chosen
     return args
+
+
+def run(main: Callable, argv: list[str] | None = None) -> None:
+    """Run a stage script's `main`: bad input (:class:`~lungnodule.errors.DataError`) and missing models end
+    with one line on stderr naming the file and the problem, and exit status 2, never a traceback."""
+    from .errors import DataError, ModelMissingError
+
+    try:
+        main(argv)
+    except (DataError, ModelMissingError) as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

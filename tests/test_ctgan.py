@@ -283,7 +283,9 @@ def test_tampered_dicom_reads_back_derived_with_new_uids(tiny_model, tmp_path):
     write_dicom_series(vol, src, series_description="original")
     digest = _files_digest(src)
     src_ds = pydicom.dcmread(sorted(src.glob("*.dcm"))[0])
-    out = tamper_file(src, tmp_path / "tampered", "inject", [[12, 32, 30]], tiny_model, coords="vox", fmt="dicom")
+    out, seconds = tamper_file(src, tmp_path / "tampered", "inject", [[12, 32, 30]], tiny_model, coords="vox",
+                               fmt="dicom")
+    assert seconds > 0
     assert _files_digest(src) == digest  # the input's bytes are unchanged
     files = sorted(out.glob("*.dcm"))
     assert len(files) == 24
@@ -312,11 +314,13 @@ def test_tamper_mhd_keeps_input_and_refuses_overwrite(tiny_model, tmp_path):
     digest = _files_digest(src)
     with pytest.raises(DataError, match="input"):
         tamper_file(src, src, "remove", [[20, 48, 48]], tiny_model, fmt="mhd")
-    out = tamper_file(src, tmp_path / "out" / "t.mhd", "remove", vol.voxel_to_world([20, 48, 48]), tiny_model,
-                      coords="world", fmt="mhd")
+    out, _ = tamper_file(src, tmp_path / "out" / "t.mhd", "remove", vol.voxel_to_world([20, 48, 48]), tiny_model,
+                         coords="world", fmt="mhd")
     assert _files_digest(src) == digest
-    back = read_volume(out)
+    back = read_volume(out, canonical=False)
     assert np.allclose(back.origin, vol.origin) and back.array.dtype == np.int16
+    header = out.read_text()  # marked as CT-GAN-derived, with what was done where
+    assert "CTGAN_Derived = True" in header and "remove at" in header and str(src) in header
 
 
 def test_viewer_session_click_undo_save(tiny_model, tmp_path):

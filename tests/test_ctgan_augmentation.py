@@ -14,7 +14,6 @@ import pytest
 from lungnodule.ctgan.config import PRESETS, CTGANConfig
 from lungnodule.errors import DataError
 from lungnodule.luna import LunaDataset, fold_split
-from lungnodule.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 XYZ = ["coordX", "coordY", "coordZ"]

@@ -71,7 +71,12 @@ def test_stage_scripts_end_to_end(tiny_dataset, tmp_path):
     assert tested["inject"]["sites"] >= 1 and tested["remove"]["sites"] >= 1
     tampered = Path(tested["tampered_root"])
     uid = pd.read_csv(tampered / "inject" / "tampered_sites.csv")["seriesuid"].iloc[0]
-    assert list((tampered / "inject").glob(f"subset*/{uid}.mhd"))
+    copy = next((tampered / "inject").glob(f"subset*/{uid}.mhd"))
+    header = copy.read_text()  # a tampered copy says so, and what was done where
+    assert "CTGAN_Derived = True" in header and "inject at" in header and "CTGAN_Source" in header
+    source = next(tiny_dataset.glob(f"subset*/{uid}.mhd"))  # and is stored as its source is
+    assert [ln for ln in header.splitlines() if ln.startswith("TransformMatrix")] == \
+        [ln for ln in source.read_text().splitlines() if ln.startswith("TransformMatrix")]
 
     # Evaluation (a) with a stand-in detector that finds exactly the injected sites.
     from lungnodule.ctgan.testing import detection_rates
@@ -90,13 +95,13 @@ def test_stage_scripts_end_to_end(tiny_dataset, tmp_path):
     # The original's CLI: inject at a voxel, write DICOM; the input stays as it was.
     scan = next(tiny_dataset.glob(f"subset*/{uid}.mhd"))
     before = scan.read_bytes(), scan.with_suffix(".raw").read_bytes()
-    vol = read_volume(scan)
+    vol = read_volume(scan, canonical=False)  # -s vox indexes the file as stored
     z, y, x = (np.asarray(vol.shape) // 2).tolist()
     dest = tmp_path / "cli_out"
     _script("tamper.py")["main"](["-t", str(scan), "-d", str(dest), "-a", "inject", "-c", f"{z},{y},{x}",
                                   "--work-dir", str(work)])
     assert (scan.read_bytes(), scan.with_suffix(".raw").read_bytes()) == before
-    back = read_volume(dest)
+    back = read_volume(dest, canonical=False)
     assert back.shape == vol.shape and np.allclose(back.origin, vol.origin, atol=1e-3)
     world = vol.voxel_to_world([z, y, x])
     _script("tamper.py")["main"](["-t", str(scan), "-d", str(tmp_path / "cli.mhd"), "-a", "remove", "-s", "world",

@@ -12,16 +12,12 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import save_untrained_detector
 from lungnodule.cli import main as cli_main
 from lungnodule.detect import detect
 from lungnodule.dicom import write_dicom_series
 from lungnodule.errors import DataError, ModelMissingError
 from lungnodule.luna import LunaDataset
-from lungnodule.mgicnn.config import PRESETS as MGI_PRESETS
-from lungnodule.mgicnn.model import build_mgicnn
-from lungnodule.unet.config import PRESETS as UNET_PRESETS
-from lungnodule.unet.inference import predict_volume
-from lungnodule.unet.model import build_unet
 from lungnodule.volume import Volume, write_volume
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -40,24 +36,8 @@ def scan(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(scan, tmp_path_factory):
-    """Untrained tiny U-Net and MGI-CNN saved as `detect` expects them, with a U-Net threshold that yields
-    candidates on `scan` (the 99.7th percentile of its probabilities) and MGI-CNN threshold 0."""
-    keras.utils.set_random_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    ucfg = UNET_PRESETS["tiny"]
-    unet = build_unet((ucfg.image_size, ucfg.image_size, 1), ucfg.base_filters, ucfg.growth_step)
-    (root / "unet").mkdir()
-    unet.save(root / "unet" / "best.keras")
-    prob = predict_volume(unet, scan["volume"], ucfg).astype(np.float32)
-    threshold = float(np.quantile(prob[prob > 0], 0.997))
-    (root / "unet" / "train.json").write_text(json.dumps({"config": ucfg.to_dict()}))
-    (root / "unet" / "detection.json").write_text(json.dumps({"threshold": threshold, "max_candidates": 10}))
-    mcfg = MGI_PRESETS["tiny"]
-    (root / "mgicnn" / "fold2").mkdir(parents=True)
-    build_mgicnn(mcfg).save(root / "mgicnn" / "fold2" / "best.keras")
-    (root / "mgicnn" / "detection.json").write_text(json.dumps(
-        {"model": "fold2/best.keras", "threshold": 0.0, "config": mcfg.to_dict()}))
-    return root
+    """Untrained tiny models where `detect` expects them (see conftest.save_untrained_detector)."""
+    return save_untrained_detector(tmp_path_factory.mktemp("models"), scan["volume"])
 
 
 def _run(paths, out, models, **kw):

@@ -60,7 +60,7 @@ BAD_TABLES = [
     ("annotations", HEADER_A + f"{U},1,2,3,4\n\n{U},1,2,3,abc\n", 4, ["non-numeric value 'abc'", "diameter_mm"]),
     ("annotations", HEADER_A + f"{U},1,2,3,4\n1.2.3,1,2,3,4\n", 3, ["unknown series UID 1.2.3", "seriesuids.csv"]),
     ("annotations", HEADER_A + f"{U},inf,2,3,4\n", 2, ["non-finite", "coordX"]),
-    ("annotations", HEADER_A + f",1,2,3,4\n", 2, ["empty seriesuid"]),
+    ("annotations", HEADER_A + ",1,2,3,4\n", 2, ["empty seriesuid"]),
     ("annotations", HEADER_A + f"{U},1,2,3,4\n{U},1,2,3,4,5\n", 3, ["malformed CSV"]),
     ("candidates", HEADER_C + f"{U},1,2,3,0\n{U},1,2,3,1\n{U},1,2,3,2\n", 4, ["class 2 is not 0 or 1"]),
     ("candidates", HEADER_C + f"{U},1,2,3,0.5\n", 2, ["class 0.5 is not 0 or 1"]),
@@ -178,11 +178,16 @@ def test_dataset_layouts(tmp_path, csv_layout):
     if csv_layout == "download":
         assert ds.paths["seriesuids"].parent.name == "annotations" and ds.paths["annotations"].parent.name == "CSVFILES"
     assert len(ds.annotations) == 2 and len(ds.excluded) == 1 and ds.candidates["class"].tolist() == [1, 0]
-    vol = ds.load(UIDS[1])
+    vol = ds.load(UIDS[1], canonical=False)
     ref = _volume(1)
     np.testing.assert_array_equal(vol.array, ref.array)
     np.testing.assert_allclose(vol.origin, ref.origin)
     np.testing.assert_allclose(vol.direction, ref.direction)
+    # Every stage reads the canonical orientation: the flipped scan mirrored, identity direction, same world.
+    canon = ds.load(UIDS[1])
+    np.testing.assert_array_equal(canon.array, ref.array[:, ::-1, ::-1])
+    np.testing.assert_allclose(canon.direction, np.eye(3))
+    np.testing.assert_allclose(canon.voxel_to_world([1, 0, 0]), ref.voxel_to_world([1, 5, 4]))
     assert ds.scan_path(UIDS[3]).parent.name == "subset3"
     with pytest.raises(DataError, match="unknown series UID 9.9.9"):
         ds.scan_path("9.9.9")

@@ -32,9 +32,12 @@ def test_layout_and_csvs(tiny_dataset):
     ds = LunaDataset(root)  # validates every CSV
     uids = (root / "seriesuids.csv").read_text().split()
     assert len(uids) == 6 and all(_valid_uid(u) for u in uids)
-    for i, uid in enumerate(uids):
-        assert (root / f"subset{i % 3}" / f"{uid}.mhd").exists()
-        assert (root / f"subset{i % 3}" / f"{uid}.raw").exists()
+    subsets = {s["seriesuid"]: s["subset"] for s in json.loads((root / "synth.json").read_text())["scans"]}
+    for uid in uids:
+        assert (root / f"subset{subsets[uid]}" / f"{uid}.mhd").exists()
+        assert (root / f"subset{subsets[uid]}" / f"{uid}.raw").exists()
+    assert sorted(np.bincount(list(subsets.values()))) == [2, 2, 2]  # LUNA16: equal scan counts per subset
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # staging folders removed
     assert set(ds.candidates["class"].unique()) == {0, 1}
     # Several class-1 candidates near nodules, and far more class-0 ones.
     assert (ds.candidates["class"] == 0).sum() > 10 * (ds.candidates["class"] == 1).sum()
@@ -48,7 +51,7 @@ def test_volumes_are_int16_hu_with_luna_geometry(tiny_dataset):
     ds = LunaDataset(tiny_dataset)
     flipped = 0
     for uid in ds.seriesuids:
-        vol = read_volume(ds.scan_path(uid))
+        vol = read_volume(ds.scan_path(uid), canonical=False)  # as stored
         assert vol.array.dtype == np.int16
         assert -3024 <= vol.array.min() and vol.array.max() <= 3071
         assert np.all(np.abs(vol.origin) > 1.0)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 keras = pytest.importorskip("keras")
 
 from lungnodule.errors import DataError, ModelMissingError
 from lungnodule.unet.augment import augment_pair
-from lungnodule.unet.config import PRESETS, UnetConfig
+from lungnodule.unet.config import PRESETS
 from lungnodule.unet.dataset import SliceBatches
 from lungnodule.unet.slices import prepare_stacks
 from lungnodule.unet.inference import detect_candidates, extract_candidates

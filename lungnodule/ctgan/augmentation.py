@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -34,9 +33,9 @@ from ..errors import DataError
 from ..luna import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS, LunaDataset, fold_split
 from ..mgicnn.config import MgiConfig
 from ..uids import new_uid
-from ..volume import write_volume
+from ..volume import volume_files, write_volume
 from .config import CTGANConfig
-from .tampering import TamperModel, tamper
+from .tampering import TamperModel, tamper, tamper_marks
 from .testing import injection_diameter, injection_sites, scan_findings, site_annotations, site_mean_hu
 from .training import load_generator
 
@@ -76,24 +75,13 @@ def _link(source: Path, destination: Path) -> None:
     os.replace(tmp, destination)
 
 
-def scan_files(mhd: Path) -> list[Path]:
-    """A `.mhd` header and the data file its ElementDataFile names (none for LOCAL / LIST / pattern data).
-
-    Not a glob on `<uid>.*`: UIDs contain dots, so another scan's files could match.
-    """
-    match = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", mhd.read_text(), flags=re.MULTILINE)
-    data = match.group(1) if match else "LOCAL"
-    single = not (data == "LOCAL" or data.startswith("LIST") or "%" in data)
-    return [mhd, mhd.parent / data] if single else [mhd]
-
-
 def link_scans(dataset: LunaDataset, out_root: Path) -> int:
     """Link every scan of `dataset` (`.mhd` and data file) into `out_root/subset<k>/`; returns the number of
     scans. Nested `subsetN/subsetN/` downloads are flattened."""
     for subset, path in dataset.scans[["subset", "path"]].itertuples(index=False):
         folder = out_root / f"subset{subset}"
         folder.mkdir(parents=True, exist_ok=True)
-        for f in scan_files(Path(path)):
+        for f in volume_files(path):
             _link(f, folder / f.name)
     return len(dataset.scans)
 
@@ -148,11 +136,12 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     _fresh_root(out_root, data_root)
     link_scans(dataset, out_root)
     annotations, candidates = dataset.annotations, dataset.candidates
-    excluded = dataset.excluded if "excluded" in dataset.paths else annotations.iloc[:0]
+    excluded = dataset.excluded
     diameter = injection_diameter(ctgan_dir, dataset, split["train"])
     new_annotations, new_excluded, new_candidates, site_rows, new_uids = [], [], [], [], []
     for i, uid in enumerate(tqdm(train_uids, desc="injecting into training scans", disable=not progress)):
-        volume = dataset.load(uid)
+        stored = dataset.load(uid, canonical=False)
+        volume = stored.canonical()  # tampered as the GANs were trained; written back as the source is stored
         findings = scan_findings(annotations, excluded, uid)
         subset = dataset.subset_of(uid)
         for copy in range(copies_per_scan):
@@ -162,7 +151,8 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
                 continue
             tampered = tamper(volume, sites, "inject", model, coords="world", config=config)
             copy_uid = new_uid("lungnodule-ctgan-augment", config.seed, uid, copy)
-            write_volume(tampered, out_root / f"subset{subset}" / f"{copy_uid}.mhd")
+            write_volume(tampered.reoriented(stored.direction), out_root / f"subset{subset}" / f"{copy_uid}.mhd",
+                         metadata=tamper_marks("inject", sites, dataset.scan_path(uid)))
             new_uids.append(copy_uid)
             # The copy still holds its source's findings: they are annotated (and excluded) for it too.
             new_annotations.append(pd.concat([annotations[annotations["seriesuid"] == uid].assign(seriesuid=copy_uid),
@@ -295,7 +285,7 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
                                     progress)
     timings = {"build_augmented_dataset": round(time.perf_counter() - t0, 2)}
     dataset = LunaDataset(data_root)
-    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    excluded = dataset.excluded
     uids = dataset.uids_in([ctgan_config.test_subset])
     roots = {"baseline": Path(data_root), "augmented": work_dir / "augmented"}
     runs, results = {}, {}

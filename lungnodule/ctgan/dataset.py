@@ -59,7 +59,7 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
     finding; the scan's index in the sorted UID list seeds its draw.
     """
     rows = []
-    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    excluded = dataset.excluded
     for name in ("train", "val"):
         uids = dataset.uids_in(split[name])
         if mode == "inject":

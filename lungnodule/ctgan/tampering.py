@@ -15,13 +15,14 @@ times the cube, isotropic in mm (the original's was isotropic in voxels):
 - remove: an in-plane paraboloid weight (the original's 0.1-sigma Gaussian rescaled to [0, 1]) blends
   tampered and clean.
 
-The input volume and files are never modified; outputs are new `.mhd` files or DICOM series with new
-UIDs marked DERIVED.
+The input volume and files are never modified; outputs are new `.mhd` files (marked by `CTGAN_*` header
+fields) or DICOM series with new UIDs marked DERIVED.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,7 +34,7 @@ from scipy.special import expit
 from scipy.stats import norm as normal
 
 from ..errors import DataError
-from ..volume import Volume, read_volume, write_volume
+from ..volume import Volume, planned_volume_files, read_volume, write_volume
 from .config import CTGANConfig, _mode
 from .cubes import AIR_HU, cast_like, centre_mask, centre_voxel, extract_cube, resample_back
 from .normalization import CubeNormalizer
@@ -166,44 +167,63 @@ def tamper(volume: Volume, points, mode: str, model: TamperModel, coords: str = 
     return current
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+MARK_PREFIX = "CTGAN_"  # MetaImage header fields that mark a tampered .mhd
 
 
-def check_destination(source: str | os.PathLike, destination: str | os.PathLike) -> None:
-    """Raise DataError when writing to `destination` could overwrite the input `source` (file or folder)."""
-    src, dst = Path(source).resolve(), Path(destination).resolve()
-    if src == dst or _same_file(src, dst):
-        raise DataError(destination, "the destination is the input scan; choose another path (inputs are never overwritten)")
-    if src.is_dir() and (dst.parent == src or src in dst.parents):
-        raise DataError(destination, f"the destination lies inside the input DICOM folder {src}")
-    if src.suffix.lower() == ".mhd" and dst.suffix.lower() == ".mhd" and src.with_suffix("") == dst.with_suffix(""):
-        raise DataError(destination, "the destination would overwrite the input's data file")
+def tampered_destination(destination: str | os.PathLike, fmt: str) -> Path:
+    """The path a tampered scan is really written to. DICOM: the folder `destination`. mhd: `destination`
+    when it ends in `.mhd`, `destination/tampered.mhd` when it is an existing folder, else `destination` with
+    `.mhd` appended (not a suffix swap: series UIDs contain dots)."""
+    destination = Path(destination)
+    if fmt == "dicom":
+        return destination
+    if fmt != "mhd":
+        raise ValueError(f"fmt must be 'dicom' or 'mhd', got {fmt!r}")
+    if destination.suffix.lower() == ".mhd":
+        return destination
+    if destination.is_dir():
+        return destination / "tampered.mhd"
+    return destination.with_name(destination.name + ".mhd")
+
+
+def check_destination(source: str | os.PathLike, destination: str | os.PathLike, fmt: str = "dicom") -> Path:
+    """The resolved destination (:func:`tampered_destination`); DataError naming both paths when writing it
+    could overwrite any file of the input `source` (an `.mhd` and the data file it names, or a DICOM folder)."""
+    from ..outputs import check_outputs
+
+    final = tampered_destination(destination, fmt)
+    check_outputs(planned_volume_files(final) if fmt == "mhd" else [final], [source])
+    return final
+
+
+def tamper_marks(mode: str, sites_xyz, source: str | os.PathLike | None = None) -> dict[str, str]:
+    """Header fields saying a scan is CT-GAN-derived: what was done, where (world x, y, z mm) and to what."""
+    pts = np.asarray(sites_xyz, dtype=np.float64).reshape(-1, 3)
+    marks = {f"{MARK_PREFIX}Derived": "True", f"{MARK_PREFIX}Description": DESCRIPTIONS[mode],
+             f"{MARK_PREFIX}Sites": "; ".join(f"{mode} at {x:.2f},{y:.2f},{z:.2f} mm" for x, y, z in pts) or "none",
+             f"{MARK_PREFIX}Warning": "synthetically altered; never for clinical use"}
+    if source is not None:
+        marks[f"{MARK_PREFIX}Source"] = str(source)
+    return marks
 
 
 def write_tampered(volume: Volume, destination: str | os.PathLike, mode: str, fmt: str = "dicom",
-                   source: str | os.PathLike | None = None, uid_entropy=None) -> Path:
+                   source: str | os.PathLike | None = None, uid_entropy=None, sites_xyz=None) -> Path:
     """Write a tampered volume as a DICOM series folder (`fmt="dicom"`) or an `.mhd` (`fmt="mhd"`).
 
     DICOM: new Study/Series/SOP UIDs (copying patient and study tags from `source` when it is a DICOM
-    folder), ImageType DERIVED\\SECONDARY and a SeriesDescription saying what was done. `destination` is
-    a folder for DICOM, a file ending `.mhd` for mhd. `mode` ("inject", "remove" or "both") picks the
-    description. Refuses to write over `source`.
+    folder), ImageType DERIVED\\SECONDARY and a SeriesDescription saying what was done. mhd: header fields
+    `CTGAN_Derived`, `CTGAN_Description`, `CTGAN_Sites` (world mm of `sites_xyz`) and `CTGAN_Source`
+    (:func:`tamper_marks`). The destination is resolved by :func:`tampered_destination`; `mode` ("inject",
+    "remove" or "both") picks the description. Refuses (DataError) to write over any file of `source`.
     """
     if mode not in DESCRIPTIONS:
         raise ValueError(f"mode must be one of {sorted(DESCRIPTIONS)}, got {mode!r}")
-    destination = Path(destination)
-    if source is not None:
-        check_destination(source, destination)
+    destination = check_destination(source, destination, fmt) if source is not None else \
+        tampered_destination(destination, fmt)
     if fmt == "mhd":
-        if destination.suffix.lower() != ".mhd":
-            destination = destination / "tampered.mhd" if destination.is_dir() else destination.with_suffix(".mhd")
-        return write_volume(volume, destination)
-    if fmt != "dicom":
-        raise ValueError(f"fmt must be 'dicom' or 'mhd', got {fmt!r}")
+        marks = tamper_marks(mode, np.zeros((0, 3)) if sites_xyz is None else sites_xyz, source)
+        return write_volume(volume, destination, metadata=marks)
     from ..dicom import write_dicom_series
 
     reference = source if source is not None and Path(source).is_dir() else None
@@ -214,12 +234,39 @@ def write_tampered(volume: Volume, destination: str | os.PathLike, mode: str, fm
 
 def tamper_file(source: str | os.PathLike, destination: str | os.PathLike, mode: str, points,
                 model: TamperModel, coords: str = "vox", fmt: str = "dicom",
-                config: CTGANConfig | None = None) -> Path:
-    """Read a scan (`.mhd` or a DICOM folder), tamper it at `points` and write it; the input is not touched."""
-    check_destination(source, destination)
-    volume = read_volume(source)
-    tampered = tamper(volume, points, mode, model, coords=coords, config=config)
-    return write_tampered(tampered, destination, mode, fmt=fmt, source=source)
+                config: CTGANConfig | None = None) -> tuple[Path, float]:
+    """Read a scan (`.mhd` or a DICOM folder), tamper it at `points` and write it; the input is not touched.
+
+    `points` are voxel indices (z, y, x) of the file as stored (`coords="vox"`) or world (x, y, z) mm. The
+    destination is resolved and checked against the input's files before anything is read. The scan is
+    tampered in the canonical orientation the GANs were trained in and written back in its own storage
+    orientation. Returns (the path written, seconds spent tampering).
+    """
+    import time
+
+    check_destination(source, destination, fmt)
+    stored = read_volume(source, canonical=False)
+    pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if coords in ("vox", "voxel"):
+        outside = ~np.atleast_1d(stored.contains(pts))
+        if outside.any():
+            raise DataError(source, f"voxel {tuple(pts[outside][0])} lies outside the scan of shape {stored.shape}")
+    world = pts if coords == "world" else stored.voxel_to_world(pts)
+    started = time.perf_counter()
+    tampered = tamper(stored.canonical(), world, mode, model, coords="world", config=config)
+    seconds = time.perf_counter() - started
+    written = write_tampered(tampered.reoriented(stored.direction), destination, mode, fmt=fmt, source=source,
+                             sites_xyz=world)
+    return written, seconds
+
+
+_TRIPLE = re.compile(r"^-[\d.]+(?:[eE][-+]?\d+)?,\s*-?[\d.]+(?:[eE][-+]?\d+)?,\s*-?[\d.]+(?:[eE][-+]?\d+)?$")
+
+
+def protect_negative_points(argv: Sequence[str]) -> list[str]:
+    """`argv` with each "x,y,z" triple that starts with a minus sign prefixed by a space, so that argparse reads
+    it as a value, not an option (LUNA16 world coordinates are often negative: -c -120.5,45.2,-300)."""
+    return [" " + a if _TRIPLE.match(a) else a for a in argv]
 
 
 def parse_points(text: Sequence[str] | str) -> np.ndarray:

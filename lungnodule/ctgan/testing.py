@@ -30,7 +30,7 @@ from ..volume import Volume, write_volume
 from .config import CTGANConfig
 from .dataset import trainset_dir
 from .sites import healthy_sites
-from .tampering import TamperModel, tamper
+from .tampering import TamperModel, tamper, tamper_marks
 from .training import load_generator
 
 
@@ -128,14 +128,15 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     if config.test_scans:
         uids = uids[:config.test_scans]
     models = {mode: TamperModel(*load_generator(work_dir, mode)) for mode in ("inject", "remove")}
-    excluded = dataset.excluded if "excluded" in dataset.paths else dataset.annotations.iloc[:0]
+    excluded = dataset.excluded
     tampered_root = Path(work_dir) / "tampered"
     if write_scans:
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
     inject_diameter = injection_diameter(work_dir, dataset, split["train"])
     for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
-        volume = dataset.load(uid)
+        stored = dataset.load(uid, canonical=False)
+        volume = stored.canonical()  # tampered as the GANs were trained; written back as the source is stored
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]
         findings = scan_findings(dataset.annotations, excluded, uid)
         rng = np.random.default_rng([config.seed, 7919, i])
@@ -159,7 +160,9 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
             annotations[mode].append(pd.concat([kept, added]) if added is not None else kept)
             if write_scans:
                 subset = dataset.subset_of(uid)
-                write_volume(result, tampered_root / mode / f"subset{subset}" / f"{uid}.mhd")
+                write_volume(result.reoriented(stored.direction),
+                             tampered_root / mode / f"subset{subset}" / f"{uid}.mhd",
+                             metadata=tamper_marks(mode, points, dataset.scan_path(uid)))
     sites = pd.DataFrame(rows)
     save_csv(Path(work_dir) / "test_sites.csv", sites)
     if write_scans:

@@ -20,7 +20,7 @@ from ..atomic import save_csv
 from ..intensity import window_hu
 from ..volume import Volume, read_volume
 from .config import CTGANConfig, _mode
-from .tampering import TamperModel, check_destination, tamper, write_tampered
+from .tampering import check_destination, tamper, write_tampered
 
 CSV_NAME = "tamper_coordinates.csv"
 
@@ -41,12 +41,18 @@ class TamperSession:
     slice_index: int = 0
     equalize: bool = False
     history: list = field(default_factory=list)  # (volume before, record) per tampering
+    stored_direction: np.ndarray | None = None  # how the source is stored; the saved scan is stored the same way
 
     @classmethod
     def open(cls, path: str | os.PathLike, models: dict, config: CTGANConfig | None = None) -> "TamperSession":
-        """A session on the scan at `path` (`.mhd` or a DICOM folder), starting at the middle slice."""
-        volume = read_volume(path)
-        return cls(volume, models, source=path, config=config or CTGANConfig(), slice_index=volume.shape[0] // 2)
+        """A session on the scan at `path` (`.mhd` or a DICOM folder), starting at the middle slice.
+
+        The scan is shown and tampered in the canonical orientation the GANs were trained in
+        (:meth:`~lungnodule.volume.Volume.canonical`) and saved in its own storage orientation."""
+        stored = read_volume(path, canonical=False)
+        volume = stored.canonical()
+        return cls(volume, models, source=path, config=config or CTGANConfig(), slice_index=volume.shape[0] // 2,
+                   stored_direction=stored.direction)
 
     @property
     def original(self) -> Volume:
@@ -103,10 +109,12 @@ class TamperSession:
         The series description says what was done (inserted, removed or both). Returns (scan path, CSV path).
         """
         if self.source is not None:
-            check_destination(self.source, destination)
+            check_destination(self.source, destination, fmt)
         used = {r["tamper_type"] for r in self.records} or {self.mode}
         mode = used.pop() if len(used) == 1 else "both"
-        written = write_tampered(self.volume, destination, mode, fmt=fmt, source=self.source)
+        volume = self.volume if self.stored_direction is None else self.volume.reoriented(self.stored_direction)
+        sites = [[r["x"], r["y"], r["z"]] for r in self.records]
+        written = write_tampered(volume, destination, mode, fmt=fmt, source=self.source, sites_xyz=sites)
         csv = (written if fmt == "dicom" else written.parent) / CSV_NAME
         save_csv(csv, pd.DataFrame(self.records, columns=["filename", "x", "y", "z", "tamper_type", "voxel_z",
                                                           "voxel_y", "voxel_x"]))

@@ -74,7 +74,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
     dataset = LunaDataset(data_root)
     annotations = dataset.annotations
-    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    excluded = dataset.excluded
     scored, uids, folds_meta = [], [], {}
     t0 = time.perf_counter()
     for fold in config.folds(dataset.subsets):

@@ -89,11 +89,14 @@ def unet_candidate_files(unet_dir: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _fingerprint(config: MgiConfig, rows: pd.DataFrame) -> str:
-    """SHA-1 of the patch settings and a subset's candidate rows: equal fingerprints mean nothing to redo."""
+def _fingerprint(config: MgiConfig, rows: pd.DataFrame, dataset: LunaDataset) -> str:
+    """SHA-1 of the patch settings, a subset's candidate rows and what its scans are made from
+    (:meth:`LunaDataset.scan_key`): equal fingerprints mean nothing to redo."""
     h = hashlib.sha1()
     h.update(json.dumps([config.hu_min, config.hu_max, config.spline_order, list(PATCH_SHAPE)]).encode())
     h.update(pd.util.hash_pandas_object(rows[["seriesuid", *XYZ, "class", "source"]], index=False).values.tobytes())
+    for uid in sorted(rows["seriesuid"].unique()):
+        h.update(dataset.scan_key(uid).encode())
     return h.hexdigest()
 
 
@@ -173,7 +176,7 @@ def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     for k in subsets:
         sub = rows[rows["subset"] == k].drop(columns="subset")
         folder = work_dir / "patches" / f"subset{k}"
-        fp = _fingerprint(config, sub.sort_values("seriesuid", kind="stable"))
+        fp = _fingerprint(config, sub.sort_values("seriesuid", kind="stable"), dataset)
         meta_path = folder / "meta.json"
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("fingerprint") == fp:
             out["subsets"][k] = {**json.loads(meta_path.read_text()), "reused": True}

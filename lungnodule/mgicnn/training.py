@@ -170,7 +170,7 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     keras.utils.set_random_seed(config.seed + test)
     dataset = LunaDataset(data_root)
     annotations = dataset.annotations
-    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    excluded = dataset.excluded
     train_set = PatchSet(work_dir / "patches", fold["train"])
     val_set = PatchSet(work_dir / "patches", fold["val"])
     val_set.uids = dataset.uids_in(fold["val"])

@@ -1,17 +1,24 @@
 """Write a synthetic dataset in the exact LUNA16 layout.
 
-`out_dir/subset{k}/<seriesuid>.mhd/.raw` (int16 HU; scan i goes to subset i mod n_subsets),
-`annotations.csv`, `annotations_excluded.csv`, `candidates.csv` (V1), `candidates_V2.csv`,
-`seriesuids.csv` (no header), plus `synth.json` (seed, preset, counts, generator version) and
-`preview.png`. Scan i is generated from the seed sequence (seed, i, preset) alone, so the output is
-byte-identical for a seed whatever the number of workers, and an interrupted run resumes: each scan
-is written atomically together with a small record of its tables in `.synth-parts/`, complete scans
-are skipped on the next run, and the CSVs are written (atomically) only at the end.
+`out_dir/subset{k}/<seriesuid>.mhd/.raw` (int16 HU), `annotations.csv`, `annotations_excluded.csv`,
+`candidates.csv` (V1), `candidates_V2.csv`, `seriesuids.csv` (no header), plus `synth.json` (seed,
+preset, counts, generator version) and `preview.png`. Scan i is generated from the seed sequence (seed, i,
+preset) alone, so the output is byte-identical for a seed whatever the number of workers. Scans are dealt to
+subsets once all are generated, so that every subset holds the same number of scans (+-1, as LUNA16's) and
+nodule counts per subset differ by at most max(2, 20% of their mean) (:func:`deal_subsets`; LUNA16's subsets
+are balanced by scan count only, which on a few dozen scans makes the held-out set a lottery).
+
+An interrupted run resumes: each scan is written atomically into `.synth-scans/` with a small record of its
+tables in `.synth-parts/`, complete scans are skipped on the next run, and at the end the scans are moved
+into their subset folders and the CSVs written (atomically). `synth.json` is written first: a folder without
+it that is not empty is refused (it is not ours), as is one made with other arguments, unless `overwrite`,
+which clears what a synth run writes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,14 +27,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..atomic import save_csv, write_text
+from ..atomic import remove_stale_tmp, save_csv, write_text
+from ..errors import DataError
 from ..uids import new_uid
 from ..volume import write_volume
 from .presets import PRESETS, get_preset
 from .scan import generate_scan
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: subsets dealt by nodule count (deal_subsets)
 PARTS = ".synth-parts"
+STAGING = ".synth-scans"  # generated scans wait here until every scan is dealt to a subset
+SYNTH_FILES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", "candidates_V2.csv",
+               "seriesuids.csv", "preview.png", "synth.json")
 ANNOTATION_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
 CANDIDATE_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "class"]
 
@@ -42,14 +53,18 @@ def _config(seed: int, preset: str, n_scans: int, n_subsets: int) -> dict:
             "n_scans": int(n_scans), "n_subsets": int(n_subsets)}
 
 
+def _config(seed: int, preset: str, n_scans: int, n_subsets: int) -> dict:
+    return {"generator": "lungnodule.synth", "version": GENERATOR_VERSION, "seed": int(seed), "preset": preset,
+            "n_scans": int(n_scans), "n_subsets": int(n_subsets)}
+
+
 def _make_scan(job: tuple) -> dict:
-    """Generate scan `index`, write its volume and its table record; returns the record."""
-    out, seed, preset, index, uid, subset, config = job
+    """Generate scan `index`, write its volume (staged) and its table record; returns the record."""
+    out, seed, preset, index, uid, config = job
     # Scan 1 of every dataset is stored flipped, so small datasets (tests, CI) always contain one.
     scan = generate_scan(scan_rng(seed, index, preset), preset, flipped=True if index == 1 else None)
-    write_volume(scan.volume.with_array(scan.volume.array.astype(np.int16)),
-                 Path(out) / f"subset{subset}" / f"{uid}.mhd")
-    record = {"config": config, "index": index, "uid": uid, "subset": subset, "info": scan.info,
+    write_volume(scan.volume.with_array(scan.volume.array.astype(np.int16)), Path(out) / STAGING / f"{uid}.mhd")
+    record = {"config": config, "index": index, "uid": uid, "info": scan.info,
               "nodules": scan.nodules.to_dict("list"), "excluded": scan.excluded.to_dict("list"),
               "candidates": scan.candidates.to_dict("list")}
     write_text(Path(out) / PARTS / f"{index:05d}.json", json.dumps(record, default=_json_default))
@@ -64,59 +79,140 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def _load_part(out: Path, index: int, uid: str, subset: int, config: dict) -> dict | None:
+def _load_part(out: Path, index: int, uid: str, config: dict) -> dict | None:
+    """The record of scan `index` when the scan is complete on disk (staged, or already in a subset folder)."""
     part = out / PARTS / f"{index:05d}.json"
-    mhd = out / f"subset{subset}" / f"{uid}.mhd"
-    if not (part.exists() and mhd.exists() and mhd.with_suffix(".raw").exists()):
+    if not part.exists():
         return None
     try:
         record = json.loads(part.read_text())
     except (OSError, ValueError):
         return None
-    return record if record.get("config") == config and record.get("uid") == uid else None
+    if record.get("config") != config or record.get("uid") != uid:
+        return None
+    staged = out / STAGING / f"{uid}.mhd"
+    placed = [out / f"subset{k}" / f"{uid}.mhd" for k in range(config["n_subsets"])]
+    if not any(m.exists() and m.with_suffix(".raw").exists() for m in [staged, *placed]):
+        return None
+    return record
 
 
 def _complete(out: Path, config: dict, uids: list[str]) -> bool:
     meta = out / "synth.json"
-    names = ["annotations.csv", "annotations_excluded.csv", "candidates.csv", "candidates_V2.csv",
-             "seriesuids.csv", "preview.png"]
-    if not meta.exists() or not all((out / n).exists() for n in names):
+    if not meta.exists() or not all((out / n).exists() for n in SYNTH_FILES):
         return False
     try:
         recorded = json.loads(meta.read_text())
     except ValueError:
         return False
-    if {k: recorded.get(k) for k in config} != config:
+    if {k: recorded.get(k) for k in config} != config or not recorded.get("complete", False):
         return False
-    return all((out / f"subset{i % config['n_subsets']}" / f"{u}.mhd").exists() for i, u in enumerate(uids))
+    placed = {s["seriesuid"]: s["subset"] for s in recorded.get("scans", [])}
+    return all(u in placed and (out / f"subset{placed[u]}" / f"{u}.mhd").exists() for u in uids)
+
+
+def deal_subsets(nodule_counts, n_subsets: int) -> np.ndarray:
+    """Subset (N,) of each scan: equal scan counts per subset (+-1) and balanced nodule counts.
+
+    Scans are dealt largest nodule count first (ties: lower index first) to the subset with the fewest nodules
+    among those with room left; then a scan of the fullest subset and one of the emptiest are swapped while
+    that narrows the gap between them. Deterministic: a function of the counts alone. On LUNA16-like counts
+    the subsets' nodule totals end within max(2, 20% of their mean) of each other (tested).
+    """
+    counts = np.asarray(nodule_counts, dtype=np.int64)
+    n = len(counts)
+    capacity = np.full(n_subsets, n // n_subsets) + (np.arange(n_subsets) < n % n_subsets)
+    subset = np.zeros(n, dtype=np.int64)
+    totals, sizes = np.zeros(n_subsets, np.int64), np.zeros(n_subsets, np.int64)
+    for i in np.lexsort((np.arange(n), -counts)):
+        free = np.flatnonzero(sizes < capacity)
+        k = free[np.argmin(totals[free])]  # the first of the emptiest: deterministic
+        subset[i], totals[k], sizes[k] = k, totals[k] + counts[i], sizes[k] + 1
+    for _ in range(n * n_subsets):  # a few swaps in practice; the bound only rules out cycling
+        hi, lo = int(np.argmax(totals)), int(np.argmin(totals))
+        gap = totals[hi] - totals[lo]
+        a, b = np.flatnonzero(subset == hi), np.flatnonzero(subset == lo)
+        diff = counts[a][:, None] - counts[b][None, :]  # swapping a <-> b narrows the gap to |gap - 2 diff|
+        new_gap = np.abs(gap - 2 * diff)
+        if not diff.size or new_gap.min() >= gap:
+            break
+        i, j = np.unravel_index(np.argmin(new_gap), new_gap.shape)
+        subset[a[i]], subset[b[j]] = lo, hi
+        totals[hi] -= diff[i, j]
+        totals[lo] += diff[i, j]
+    return subset
+
+
+def _claim(out: Path, config: dict, overwrite: bool) -> None:
+    """Make `out` this run's: refuse a folder of someone else's or of a run with other arguments, unless
+    `overwrite` (then clear what a synth run writes); record the arguments in `synth.json` first."""
+    meta = out / "synth.json"
+    entries = list(out.iterdir()) if out.exists() else []
+    if entries and not overwrite:
+        if not meta.exists():
+            raise DataError(out, "not empty and not written by lungnodule synth (no synth.json); choose an empty "
+                                 "folder, or pass --overwrite to replace its subset folders and CSVs")
+        try:
+            recorded = json.loads(meta.read_text())
+        except ValueError:
+            raise DataError(meta, "unreadable; pass --overwrite to generate the dataset again") from None
+        differ = {k: (recorded.get(k), v) for k, v in config.items() if recorded.get(k) != v}
+        if differ:
+            what = ", ".join(f"{k} {a!r} (asked: {b!r})" for k, (a, b) in differ.items())
+            raise DataError(out, f"holds a synthetic dataset made with other arguments: {what}; choose another "
+                                 "folder, or pass --overwrite to replace it")
+        return
+    for name in [*SYNTH_FILES, PARTS, STAGING, *(p.name for p in out.glob("subset*"))] if entries else []:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(meta, json.dumps({**config, "complete": False}, indent=1))
+
+
+def _place(out: Path, uid: str, subset: int) -> None:
+    """Move a staged scan into `subset<k>/` (data file first, header last: each rename is atomic)."""
+    folder = out / f"subset{subset}"
+    if (folder / f"{uid}.mhd").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = out / STAGING / f"{uid}.mhd"
+    os.replace(staged.with_suffix(".raw"), folder / f"{uid}.raw")
+    os.replace(staged, folder / f"{uid}.mhd")
 
 
 def generate_dataset(out_dir, n_scans: int, seed: int = 0, preset: str = "demo", n_subsets: int = 10,
-                     workers: int = 1, progress: bool = True) -> Path:
+                     workers: int = 1, progress: bool = True, overwrite: bool = False) -> Path:
     """Generate `n_scans` synthetic scans in LUNA16 layout under `out_dir`; returns `out_dir` as a Path.
 
     Deterministic for (`seed`, `preset`, `n_scans`, `n_subsets`). Series UIDs are
-    `lungnodule.uids.new_uid(seed, index)`. `workers` > 1 generates scans in parallel processes. A
-    dataset already complete with the same arguments is left as it is; an interrupted one is resumed.
+    `lungnodule.uids.new_uid(seed, index)`; subsets come from :func:`deal_subsets`. `workers` > 1 generates
+    scans in parallel processes. A dataset already complete with the same arguments is left as it is; an
+    interrupted one is resumed (stale temporary folders removed). A non-empty folder that this function did
+    not write, or wrote with other arguments, is refused (DataError) unless `overwrite`.
     """
     get_preset(preset)
     if n_scans < 1 or n_subsets < 1:
         raise ValueError(f"n_scans and n_subsets must be >= 1, got {n_scans} and {n_subsets}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "is a file; give a folder for the dataset")
     config = _config(seed, preset, n_scans, n_subsets)
     uids = [new_uid(seed, i) for i in range(n_scans)]
-    if _complete(out, config, uids):
+    if not overwrite and _complete(out, config, uids):
         return out
+    _claim(out, config, overwrite)
+    remove_stale_tmp(out)  # a kill during an atomic write leaves hidden .tmp-* folders behind
     records: dict[int, dict] = {}
     jobs = []
     for i, uid in enumerate(uids):
-        subset = i % n_subsets
-        rec = _load_part(out, i, uid, subset, config)
+        rec = _load_part(out, i, uid, config)
         if rec is not None:
             records[i] = rec
         else:
-            jobs.append((str(out), seed, preset, i, uid, subset, config))
+            jobs.append((str(out), seed, preset, i, uid, config))
     bar = tqdm(total=n_scans, initial=len(records), desc=f"synth {preset}", unit="scan", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -129,7 +225,13 @@ def generate_dataset(out_dir, n_scans: int, seed: int = 0, preset: str = "demo",
             records[rec["index"]] = rec
             bar.update()
     bar.close()
-    tables = collect_tables([records[i] for i in range(n_scans)])
+    ordered = [records[i] for i in range(n_scans)]
+    nodules = np.array([len(r["nodules"]["coordX"]) for r in ordered], dtype=np.int64)
+    subsets = deal_subsets(nodules, n_subsets)
+    for rec, subset in zip(ordered, subsets):
+        rec["subset"] = int(subset)
+        _place(out, rec["uid"], int(subset))
+    tables = collect_tables(ordered)
     save_csv(out / "annotations.csv", tables["annotations"][ANNOTATION_COLUMNS])
     save_csv(out / "annotations_excluded.csv", tables["excluded"][ANNOTATION_COLUMNS])
     save_csv(out / "candidates_V2.csv", tables["candidates"][CANDIDATE_COLUMNS])
@@ -138,14 +240,16 @@ def generate_dataset(out_dir, n_scans: int, seed: int = 0, preset: str = "demo",
     write_text(out / "seriesuids.csv", "".join(u + "\n" for u in uids))
     from .preview import render_preview
 
-    render_preview(out, tables["annotations"], uids, n_subsets, out / "preview.png")
+    render_preview(out, tables["annotations"], {r["uid"]: r["subset"] for r in ordered}, out / "preview.png")
     stats = {"nodules": int(len(tables["annotations"])), "excluded": int(len(tables["excluded"])),
              "candidates_v2": int(len(tables["candidates"])), "candidates_v1": int(len(v1)),
-             "scans_without_nodules": int(n_scans - tables["annotations"]["seriesuid"].nunique())}
-    meta = {**config, **stats, "layout": "LUNA16", "scans": [
-        {"seriesuid": records[i]["uid"], "subset": records[i]["subset"], **records[i]["info"]} for i in range(n_scans)]}
+             "scans_without_nodules": int(n_scans - tables["annotations"]["seriesuid"].nunique()),
+             "nodules_per_subset": np.bincount(subsets, weights=nodules, minlength=n_subsets).astype(int).tolist()}
+    meta = {**config, **stats, "complete": True, "layout": "LUNA16", "subsets_dealt_by": "deal_subsets",
+            "scans": [{"seriesuid": r["uid"], "subset": r["subset"], **r["info"]} for r in ordered]}
     write_text(out / "synth.json", json.dumps(meta, indent=1, default=_json_default))
     shutil.rmtree(out / PARTS, ignore_errors=True)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .shapes import max_reduce, rasterize_capsules
+from .shapes import rasterize_capsules
 
 LUNA_DIR = Path(__file__).resolve().parent.parent / "data" / "luna16"
 

@@ -1,8 +1,8 @@
 """`preview.png` of a synthetic dataset: a few slices of a few scans with the annotated nodules ringed.
 
 Top row: the axial slice through one nodule of each shown scan, in the lung window (-1000..400 HU),
-shown in patient orientation (scans stored flipped are mirrored back) with every annotated nodule of
-that slice ringed; bottom row: a 64 mm close-up of the same nodule, where the vessel cross-sections
+in one orientation (scans are read canonically: those stored flipped look like the rest), with every
+annotated nodule of that slice ringed; bottom row: a 64 mm close-up of the same nodule, where the vessel cross-sections
 that make detection hard can be compared with it.
 """
 
@@ -16,44 +16,36 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from ..atomic import save_figure
-from ..volume import read_volume
+from ..volume import read_geometry, read_volume
 
 WINDOW = (-1000, 400)
 
 
-def render_preview(root, annotations: pd.DataFrame, uids: list[str], n_subsets: int, path,
-                   n_show: int = 4) -> Path:
+def render_preview(root, annotations: pd.DataFrame, subsets: dict[str, int], path, n_show: int = 4) -> Path:
     """Draw the preview of the dataset under `root` into `path` (PNG, written atomically).
 
-    `annotations` has seriesuid, coordX/Y/Z (world mm) and diameter_mm; scans with nodules are shown
-    first (the largest nodule of each), in dataset order.
+    `annotations` has seriesuid, coordX/Y/Z (world mm) and diameter_mm; `subsets` maps each series UID (in
+    dataset order) to its subset. Scans with nodules are shown first (the largest nodule of each).
     """
     root = Path(root)
+    uids = list(subsets)
     with_nod = [u for u in uids if u in set(annotations["seriesuid"])]
     shown = (with_nod + [u for u in uids if u not in with_nod])[:n_show]
     fig = Figure(figsize=(3.6 * len(shown), 7.6))
     axes = fig.subplots(2, len(shown), squeeze=False)
     for col, uid in enumerate(shown):
         k = uids.index(uid)
-        vol = read_volume(root / f"subset{k % n_subsets}" / f"{uid}.mhd")
+        path_k = root / f"subset{subsets[uid]}" / f"{uid}.mhd"
+        vol = read_volume(path_k)  # canonical: the same orientation whatever the storage
+        stored_flipped = read_geometry(path_k)["direction"][0, 0] < 0
         ann = annotations[annotations["seriesuid"] == uid]
-        flip_y, flip_x = vol.direction[1, 1] < 0, vol.direction[0, 0] < 0
         if len(ann):
             best = ann.sort_values("diameter_mm", ascending=False).iloc[0]
             z = int(np.rint(vol.world_to_voxel(best[["coordX", "coordY", "coordZ"]].to_numpy(float))[0]))
         else:
             best, z = None, vol.shape[0] // 2
         img = vol.array[z].astype(np.float32)
-        ny, nx = img.shape
-        if flip_y:
-            img = img[::-1]
-        if flip_x:
-            img = img[:, ::-1]
         idx = vol.world_to_voxel(ann[["coordX", "coordY", "coordZ"]].to_numpy(float)) if len(ann) else np.zeros((0, 3))
-        if flip_y:
-            idx[:, 1] = ny - 1 - idx[:, 1]
-        if flip_x:
-            idx[:, 2] = nx - 1 - idx[:, 2]
         sxy = float(vol.spacing[0])
         top, bottom = axes[0, col], axes[1, col]
         top.imshow(img, cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], interpolation="nearest")
@@ -63,7 +55,7 @@ def render_preview(root, annotations: pd.DataFrame, uids: list[str], n_subsets: 
                 n_here += 1
                 for ax in (top, bottom):
                     ax.add_patch(Circle((xx, yy), d / 2 / sxy * 1.6 + 3, fill=False, color="red", lw=1.2))
-        note = " (stored flipped)" if flip_x else ""
+        note = " (stored flipped)" if stored_flipped else ""
         top.set_title(f"scan {k}, slice {z}/{vol.shape[0]}{note}\n{n_here} nodule(s) ringed, "
                       f"{vol.spacing[0]:.2f}x{vol.spacing[2]:.2f} mm", fontsize=8)
         if best is not None:

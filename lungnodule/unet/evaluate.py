@@ -119,7 +119,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     model = load_unet(model_path)
     config = trained_input_config(config, model_path)
     annotations = dataset.annotations
-    excluded = dataset.excluded if "excluded" in dataset.paths else None
+    excluded = dataset.excluded
     kwargs = dict(min_voxels=config.min_component_voxels, score=config.score)
     out: dict = {"model": str(model_path), "config": config.to_dict(), "seed": config.seed, "folds": folds,
                  "splits": {}}

@@ -98,23 +98,23 @@ def scan_slices(volume: Volume, uid: str, subset: int, annotations: pd.DataFrame
 
 
 def _cached_scan(cache: Path, dataset: LunaDataset, uid: str, subset: int, config: UnetConfig):
+    """One scan's slices from the cache when it was made from this very scan and its annotations
+    (:meth:`LunaDataset.scan_key`; the folder is keyed on the settings), else made and cached."""
     path = cache / f"{uid}.npz"
+    key = dataset.scan_key(uid)
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
-            return z["images"], z["masks"], pd.read_csv(path.with_suffix(".csv"), dtype={"seriesuid": str})
+            if "key" in z.files and str(z["key"]) == key:
+                return z["images"], z["masks"], pd.read_csv(path.with_suffix(".csv"), dtype={"seriesuid": str})
     volume = dataset.load(uid)
-    images, masks, manifest = scan_slices(volume, uid, subset, dataset.annotations, _excluded(dataset), config)
-    # CSV first, then the npz whose existence marks the scan as done.
+    images, masks, manifest = scan_slices(volume, uid, subset, dataset.annotations, dataset.excluded, config)
+    # CSV first, then the npz whose existence (and key) marks the scan as done.
     with atomic_path(path.with_suffix(".csv")) as tmp:
         manifest.to_csv(tmp, index=False)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, masks=masks)
+            np.savez(f, images=images, masks=masks, key=np.array(key))
     return images, masks, manifest
-
-
-def _excluded(dataset: LunaDataset) -> pd.DataFrame:
-    return dataset.excluded if "excluded" in dataset.paths else dataset.annotations.iloc[0:0]
 
 
 def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, progress: bool = True) -> dict:
