@@ -144,3 +144,44 @@ def test_scan_tables_are_world_coordinates_of_what_was_drawn():
     for _, n in scan.nodules.iterrows():
         z, y, x = np.rint(vol.world_to_voxel(np.array([[n.coordX, n.coordY, n.coordZ]]))[0]).astype(int)
         assert vol.array[z, y, x] > -700
+
+
+def _within_bound(totals) -> bool:
+    """Nodule counts per subset differ by at most max(2, 20% of their mean)."""
+    totals = np.asarray(totals)
+    return totals.max() - totals.min() <= max(2.0, 0.2 * totals.mean())
+
+
+def test_subsets_are_balanced_by_nodules(tmp_path):
+    out = generate_dataset(tmp_path / "bal", n_scans=40, seed=7, preset="tiny", n_subsets=5, workers=2,
+                           progress=False)
+    meta = json.loads((out / "synth.json").read_text())
+    ds = LunaDataset(out)
+    per_subset = [int(ds.annotations["seriesuid"].isin(ds.uids_in(k)).sum()) for k in range(5)]
+    assert per_subset == meta["nodules_per_subset"] and sum(per_subset) == meta["nodules"]
+    assert _within_bound(per_subset), per_subset
+    assert sorted(ds.scans["subset"].value_counts()) == [8] * 5  # and by scan count, as LUNA16
+
+
+def test_deal_subsets_meets_the_bound_on_luna_like_counts():
+    """On 200 draws of LUNA16 per-scan nodule counts (40-120 scans, 5 or 10 subsets): equal scan counts (+-1)
+    and nodule totals within max(2, 20% of the mean), or as near as a scan's own count allows."""
+    from lungnodule.synth.dataset import deal_subsets
+    from lungnodule.synth.nodules import sample_nodule_count
+
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        # At least 8 scans per subset (the demo's and the bench's): with 4, nodule-free scans to fill a subset
+        # can run out, and one draw in 200 ends a nodule above the bound.
+        n_scans, n_subsets = int(rng.choice([40, 80, 120])), int(rng.choice([5, 10]))
+        n_scans = max(n_scans, 8 * n_subsets)
+        counts = np.array([sample_nodule_count(rng, 1 / 3) for _ in range(n_scans)])
+        subset = deal_subsets(counts, n_subsets)
+        assert sorted(np.bincount(subset, minlength=n_subsets)) == sorted(
+            [n_scans // n_subsets + (k < n_scans % n_subsets) for k in range(n_subsets)])
+        totals = np.bincount(subset, weights=counts, minlength=n_subsets)
+        # One scan may hold more nodules than a subset's share (LUNA16 has a scan with 12): its subset then
+        # holds at least that many, and the emptiest of the others at most their mean.
+        reachable = counts.max() - np.floor((counts.sum() - counts.max()) / (n_subsets - 1))
+        assert totals.max() - totals.min() <= max(2.0, 0.2 * totals.mean(), reachable), (seed, counts, totals)
+        np.testing.assert_array_equal(subset, deal_subsets(counts, n_subsets))  # deterministic
