@@ -2,8 +2,8 @@
 
 Reads DATA_ROOT (a LUNA16 layout: subset*/<uid>.mhd and the CSVs; real LUNA16 or `lungnodule synth`
 output), the candidates of the sources in TRAIN_SOURCES and EVAL_SOURCE: "candidates" = CANDIDATES (default:
-the dataset's candidates_V2.csv, labelled), "unet" = stage 1's WORK_DIR/../unet/candidates_unet_*.csv
-(or UNET_DIR; labelled by the LUNA16 hit rule). Each scan is read once; every candidate gets a 28x42x42
+the dataset's candidates_V2.csv, labelled), "unet" = stage 1's candidates_unet_*.csv in UNET_DIR
+(labelled by the LUNA16 hit rule). Each scan is read once; every candidate gets a 28x42x42
 patch (native spacing, window [HU_MIN, HU_MAX] -> [0, 1], air outside the scan) and its three 6x20x20
 scales. Writes WORK_DIR/patches/subset<k>/{scales.npy, positives.npy, candidates.csv, meta.json} and
 WORK_DIR/preprocess.json, for the subsets in SUBSETS (-1 = every subset of DATA_ROOT). A subset already
@@ -20,7 +20,7 @@ from lungnodule.scripting import run, script_args
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
 CANDIDATES = ""
-UNET_DIR = ""
+UNET_DIR = "data/work/unet"
 TRAIN_SOURCES = ("candidates",)
 EVAL_SOURCE = "candidates"
 HU_MIN = -1000.0

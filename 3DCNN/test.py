@@ -6,7 +6,7 @@ WORK_DIR/results_mgicnn.csv (LUNA16 results: seriesuid,coordX,coordY,coordZ,prob
 WORK_DIR/scored_test.csv, the evaluator's outputs (WORK_DIR/froc_mgicnn/, froc_unet/), test_metrics.json,
 detection.json (model and threshold for `lungnodule detect`), RESULTS_DIR/Roc.png (candidate ROC with AUC)
 and RESULTS_DIR/FROC.png (U-Net alone beside U-Net + MGI-CNN, CPM with N_BOOTSTRAP-resample 95% CIs;
-the U-Net curve comes from UNET_DIR, default WORK_DIR/../unet). A fold trained with fusion weights is scored
+the U-Net curve comes from stage 1's candidates in UNET_DIR). A fold trained with fusion weights is scored
 by the fused score, with the MGI-CNN's own score reported beside it.
 
     python 3DCNN/test.py --preset demo
@@ -19,7 +19,7 @@ from lungnodule.scripting import run, script_args
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
 RESULTS_DIR = "Results"
-UNET_DIR = ""
+UNET_DIR = "data/work/unet"
 TEST_SUBSETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 VAL_SUBSET = -1
 EVAL_SOURCE = "candidates"

@@ -3,11 +3,11 @@
 Reads DATA_ROOT (LUNA16 layout), the trained injector in CTGAN_DIR (from CT-GAN/train.py) and stage 1's
 candidates in UNET_DIR (from Unet/test.py; used when the MGI-CNN preset trains or scores the U-Net's
 candidates, as the demo's does). Writes into WORK_DIR: augmented/ (LUNA16 layout: every original scan
-linked, plus COPIES_PER_SCAN tampered copies of each scan of the training subsets, never of TEST_SUBSET
+linked, plus COPIES_PER_SCAN tampered copies of each scan of the training subsets, never of TEST_SUBSETS
 or VAL_SUBSET, each a new series with INJECT_PER_SCAN nodules injected at healthy lung sites; CSVs with
 the injected nodules and their candidates, augmented_dataset.json), mgicnn_baseline/ and
 mgicnn_augmented/ (the MGI-CNN trained on DATA_ROOT and on augmented/ with the same settings and SEED,
-both scored on TEST_SUBSET) and augmentation.json (both CPMs with 95% CIs, and the CPM difference with a
+both scored on TEST_SUBSETS) and augmentation.json (both CPMs with 95% CIs, and the CPM difference with a
 paired scan-bootstrap 95% CI from N_BOOTSTRAP resamples); and RESULTS_DIR/GAN_augmentation.png (both
 FROC curves). Nothing else in CTGAN_DIR, UNET_DIR or RESULTS_DIR is written.
 
@@ -24,7 +24,7 @@ WORK_DIR = "data/work/ctgan_aug"
 CTGAN_DIR = "data/work/ctgan"
 UNET_DIR = "data/work/unet"
 RESULTS_DIR = "Results"
-TEST_SUBSET = 9
+TEST_SUBSETS = (9,)
 VAL_SUBSET = 8
 INJECT_PER_SCAN = 1
 COPIES_PER_SCAN = 1

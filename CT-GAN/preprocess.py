@@ -1,7 +1,7 @@
 """CT-GAN stage, step 1: build the injector's and the remover's training sets.
 
 Reads a LUNA16-layout DATA_ROOT (scans in subset*/, annotations.csv, annotations_excluded.csv). The
-injector learns from the annotated nodules of the training subsets (all but TEST_SUBSET and VAL_SUBSET)
+injector learns from the annotated nodules of the training subsets (all but TEST_SUBSETS and VAL_SUBSET)
 of at least INJECT_MIN_DIAMETER_MM (0: all), the remover from HEALTHY_SITES_PER_SCAN random lung sites per scan, CLEARANCE_MM clear of every finding.
 Per site a CUT_MM cube is resampled to SPACING_MM isotropic (only the cube), augmented (3 flips, 4 shifts
 of SHIFT voxels, N_ROTATIONS axial rotations from ROTATION_START every ROTATION_STEP degrees) and
@@ -19,7 +19,7 @@ from lungnodule.scripting import run, script_args
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
 MODE = "both"  # inject, remove or both
-TEST_SUBSET = 9
+TEST_SUBSETS = (9,)
 VAL_SUBSET = 8
 SEED = 0
 CUT_MM = 40.0

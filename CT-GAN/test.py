@@ -1,7 +1,7 @@
 """CT-GAN stage, step 3: inject and remove nodules on the held-out test subset.
 
 Reads DATA_ROOT (LUNA16 layout) and the trained generators in WORK_DIR (from CT-GAN/train.py). For each
-scan of TEST_SUBSET (the first TEST_SCANS, 0 = all): INJECT_PER_SCAN nodules are injected at healthy
+scan of TEST_SUBSETS (the first TEST_SCANS, 0 = all): INJECT_PER_SCAN nodules are injected at healthy
 lung sites and, separately, every annotated nodule is removed, with the original's touch-ups
 (TOUCHUP_SCALE region, COPYNOISE). Writes WORK_DIR/tampered/{inject,remove}/ (LUNA16-layout folders the
 detector can be run on, with annotations.csv and tampered_sites.csv), WORK_DIR/test_sites.csv,
@@ -11,13 +11,13 @@ WORK_DIR/test.json and RESULTS_DIR/GAN_results.png (the same slices before and a
 """
 
 from lungnodule.ctgan.config import PRESETS, CTGANConfig
-from lungnodule.ctgan.testing import test
+from lungnodule.ctgan.heldout import test
 from lungnodule.scripting import run, script_args
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
 RESULTS_DIR = "Results"
-TEST_SUBSET = 9
+TEST_SUBSETS = (9,)
 VAL_SUBSET = 8
 TEST_SCANS = 0
 INJECT_PER_SCAN = 1

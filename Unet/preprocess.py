@@ -6,7 +6,7 @@ nodule and NEGATIVE_SLICES_PER_SCAN lung-bearing slices without nodules, windows
 -> [0, 1], resizes to IMAGE_SIZE (with CONTEXT_SLICES neighbouring slices on each side as extra
 channels) and draws each nodule's cross-section as the mask (at least MASK_MIN_RADIUS_PX pixels in
 radius). Writes WORK_DIR/{train,val,test}/images.npy, masks.npy, manifest.csv (split by LUNA16 subset:
-TEST_SUBSET, VAL_SUBSET, the rest train) and WORK_DIR/preprocess.json. Resumes from WORK_DIR/cache/
+TEST_SUBSETS, VAL_SUBSET, the rest train) and WORK_DIR/preprocess.json. Resumes from WORK_DIR/cache/
 when interrupted.
 
     python Unet/preprocess.py                      # paper preset, data/synthetic
@@ -20,7 +20,7 @@ from lungnodule.unet.preprocess import preprocess
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/unet"
-TEST_SUBSET = 9
+TEST_SUBSETS = (9,)
 VAL_SUBSET = 8
 IMAGE_SIZE = 320
 HU_MIN = -1000.0

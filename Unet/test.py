@@ -4,7 +4,7 @@ Reads WORK_DIR/best.keras (or MODEL) and the scans of DATA_ROOT. Chooses the det
 THRESHOLD_GRID on the validation subset (VAL_SUBSET), then predicts every lung-bearing slice of each scan,
 joins the thresholded slices into 3-D components and writes their centroids in world mm (at most
 MAX_CANDIDATES per scan) to WORK_DIR/candidates_unet_{val,test,train}.csv and, in the LUNA16 results
-format, WORK_DIR/candidates_unet.csv (test subset TEST_SUBSET). Reports candidate sensitivity,
+format, WORK_DIR/candidates_unet.csv (test subsets TEST_SUBSETS). Reports candidate sensitivity,
 candidates per scan and the LUNA16 FROC / CPM with its bootstrap 95% CI (WORK_DIR/froc_test/); writes
 WORK_DIR/detection.json, WORK_DIR/test_metrics.json and RESULTS_DIR/Unet_results.png.
 
@@ -19,7 +19,7 @@ DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/unet"
 RESULTS_DIR = "Results"
 MODEL = ""
-TEST_SUBSET = 9
+TEST_SUBSETS = (9,)
 VAL_SUBSET = 8
 THRESHOLD = 0.5
 THRESHOLD_GRID = (2 / 255, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)

@@ -31,10 +31,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .pipeline import run
 
-    run_demo(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir,
-             n_scans=args.scans, seed=args.seed, stages=args.stages, preset=args.preset)
+    run(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir, preset=args.preset,
+        seed=args.seed, stages=args.stages, n_scans=args.scans, test_subsets=args.test_subsets,
+        val_subset=args.val_subset)
     return 0
 
 
@@ -82,15 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep every ROC point (roc_curve drop_intermediate=False); the official script drops them")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("demo", help="run every stage on the synthetic dataset and write Results/")
-    p.add_argument("--data-root", default="data/synthetic", help="dataset folder (generated if missing)")
-    p.add_argument("--work-dir", default="data/work", help="intermediate files and models")
-    p.add_argument("--results-dir", default="Results", help="figures and summary.md")
-    p.add_argument("--scans", type=int, default=40, help="synthetic scans to generate (default 40)")
+    p = sub.add_parser("demo", help="run every stage on a LUNA16-layout dataset (generated when absent) and report",
+                       description="Run the steps synth, baseline, unet, mgicnn, ctgan (all, or --stages) with the "
+                                   "preset's data and stage settings; write summary.md, metrics.json and the figures. "
+                                   "On a root that synth did not write (a real LUNA16 download) the synth step is "
+                                   "skipped and the folds come from the subsets present.")
+    p.add_argument("--preset", choices=["demo", "bench", "tiny"], default="demo",
+                   help="demo: the README's demo (under 20 min on 2 cores); bench: held-out subsets with >= 80 "
+                        "nodules (under 75 min); tiny: seconds, a smoke test (default: demo)")
+    p.add_argument("--data-root", default=None,
+                   help="LUNA16-layout dataset (generated if missing; default: data/synthetic, "
+                        "data/synthetic_bench for bench)")
+    p.add_argument("--work-dir", default=None, help="intermediate files and models (default: data/work, "
+                                                    "data/work_bench for bench)")
+    p.add_argument("--results-dir", default=None, help="figures, summary.md and metrics.json (default: Results, "
+                                                       "Results/bench for bench)")
+    p.add_argument("--scans", type=int, default=None, help="synthetic scans to generate (default: the preset's, "
+                                                           "40 for demo, 210 for bench)")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training (default 0)")
-    p.add_argument("--stages", nargs="+", default=None, help="run only these steps (default: all)")
-    p.add_argument("--preset", choices=["demo", "tiny"], default="demo",
-                   help="data and stage presets: demo (default) or tiny (seconds; a smoke test)")
+    p.add_argument("--stages", nargs="+", default=None, choices=["synth", "baseline", "unet", "mgicnn", "ctgan"],
+                   help="run only these steps (default: all)")
+    p.add_argument("--test-subsets", nargs="+", type=int, default=None,
+                   help="held-out test subsets (default: the last subset, the last three on a 10-subset root with "
+                        "the bench preset)")
+    p.add_argument("--val-subset", type=int, default=None,
+                   help="validation subset (default: the one before the test subsets)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("detect", help="find nodules in CT scans with the trained U-Net + MGI-CNN")

@@ -125,30 +125,46 @@ def write_results(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     save_csv(path, out, index=False)
 
 
-def fold_split(subsets: Iterable[int], test: int, val: int | None = None) -> dict[str, list[int]]:
+def fold_split(subsets: Iterable[int], test: int | Iterable[int], val: int | None = None) -> dict[str, list[int]]:
     """Split LUNA16 subsets (the official folds) into train, validation and test subset indices.
 
-    `subsets` are the subsets available; `test` is held out; `val` defaults to the next available subset
-    after `test` (cyclically), so each of ten runs validates on a different fold; train is all the rest.
-    Returns ``{"train": [...], "val": [val], "test": [test]}``, sorted. The test subset never appears in
-    train or val. Raises ValueError when test or val is not available, when they are equal, or when no
-    subset is left for training.
+    `subsets` are the subsets available; `test` (one index or several) is held out; `val` defaults to the
+    next available subset after the last test subset (cyclically, skipping test subsets), so each of ten
+    runs validates on a different fold; train is all the rest. Returns ``{"train": [...], "val": [val],
+    "test": [...]}``, sorted. A test subset never appears in train or val. Raises ValueError when a test or
+    the validation subset is not available, when they overlap, or when no subset is left for training.
     """
     available = sorted({int(s) for s in subsets})
-    if test not in available:
-        raise ValueError(f"test subset {test} is not among the available subsets {available}")
+    tests = sorted({int(test)} if isinstance(test, (int, np.integer)) else {int(t) for t in test})
+    if not tests:
+        raise ValueError("no test subset given")
+    missing = [t for t in tests if t not in available]
+    if missing:
+        raise ValueError(f"test subset {missing[0]} is not among the available subsets {available}")
     if val is None:
-        if len(available) < 2:
-            raise ValueError(f"need at least 2 subsets to pick a validation fold; available: {available}")
-        val = available[(available.index(test) + 1) % len(available)]
+        rest = [s for s in available if s not in tests]
+        if not rest:
+            raise ValueError(f"need a subset besides the test subsets {tests} to validate on; available: {available}")
+        after = [s for s in available[available.index(tests[-1]) + 1:] + available if s not in tests]
+        val = after[0]
     if val not in available:
         raise ValueError(f"validation subset {val} is not among the available subsets {available}")
-    if val == test:
-        raise ValueError(f"validation subset and test subset are both {test}; they must differ")
-    train = [s for s in available if s not in (test, val)]
+    if val in tests:
+        raise ValueError(f"validation subset {val} is also a test subset; they must differ")
+    train = [s for s in available if s not in tests and s != val]
     if not train:
-        raise ValueError(f"no subset left for training: available {available}, test {test}, val {val}")
-    return {"train": train, "val": [int(val)], "test": [int(test)]}
+        raise ValueError(f"no subset left for training: available {available}, test {tests}, val {val}")
+    return {"train": train, "val": [int(val)], "test": tests}
+
+
+def default_folds(subsets: Iterable[int], n_test: int = 1) -> dict[str, list[int]]:
+    """The folds a run takes when none are given: the last `n_test` subsets present are the test subsets,
+    the one before them validates, the others train (on a LUNA16 download: test 9, validation 8)."""
+    available = sorted({int(s) for s in subsets})
+    if len(available) < n_test + 2:
+        raise ValueError(f"{len(available)} subsets {available}: need {n_test} test subset(s), one validation "
+                         "subset and at least one to train on")
+    return fold_split(available, available[-n_test:], available[-n_test - 1])
 
 
 class LunaDataset:

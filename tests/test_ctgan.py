@@ -369,7 +369,7 @@ def test_injector_sites_keep_nodules_of_the_minimum_diameter(tiny_dataset):
 
     ds = LunaDataset(tiny_dataset)
     cfg = PRESETS["tiny"]
-    split = fold_split(ds.subsets, test=cfg.test_subset, val=cfg.val_subset)
+    split = fold_split(ds.subsets, test=cfg.test_subsets, val=cfg.val_subset)
     every = training_sites(ds, cfg, "inject", split, progress=False)
     train_uids = ds.uids_in(split["train"]) + ds.uids_in(split["val"])
     assert len(every) == ds.annotations["seriesuid"].isin(train_uids).sum()
@@ -380,7 +380,7 @@ def test_injector_sites_keep_nodules_of_the_minimum_diameter(tiny_dataset):
 
 
 def test_injected_diameter_is_the_injectors_training_median(tiny_dataset, tmp_path):
-    from lungnodule.ctgan.testing import injection_diameter
+    from lungnodule.ctgan.sites import injection_diameter
     from lungnodule.luna import LunaDataset
 
     ds = LunaDataset(tiny_dataset)

@@ -58,7 +58,7 @@ def test_augmented_dataset_layout_and_csvs(tiny_dataset, augmented):
     out, summary, before = augmented
     assert _digests(tiny_dataset) == before  # the source dataset is untouched
     src, aug = LunaDataset(tiny_dataset), LunaDataset(out)
-    split = fold_split(src.subsets, test=TINY.test_subset, val=TINY.val_subset)
+    split = fold_split(src.subsets, test=TINY.test_subsets, val=TINY.val_subset)
     new = aug.scans[~aug.scans["seriesuid"].isin(src.scans["seriesuid"])]
     # One copy per training scan, each a new series in its source's subset; validation and test untouched.
     assert summary["tampered_scans"] == len(new) == len(src.uids_in(split["train"])) > 0
@@ -152,8 +152,7 @@ def _system(rng, n_scans: int, skill: float):
 
 
 def test_paired_bootstrap_zero_for_identical_and_covers_a_difference():
-    from lungnodule.ctgan.augmentation import paired_cpm_bootstrap
-    from lungnodule.evaluation import evaluate_cad
+    from lungnodule.evaluation import evaluate_cad, paired_cpm_bootstrap
 
     rng = np.random.default_rng(0)
     uids, ann, marks = _system(rng, 30, 0.5)
@@ -170,6 +169,10 @@ def test_paired_bootstrap_zero_for_identical_and_covers_a_difference():
     lo, hi = paired["ci95"]
     assert lo <= paired["difference"] <= hi and lo < hi
     assert paired["other_ci95"] == list(b.cpm_ci95)
+    stable = paired["stable"]  # the same for the stable CPM
+    assert stable["difference"] == pytest.approx(b.cpm_stable - a.cpm_stable) and stable["difference"] > 0
+    assert stable["ci95"][0] <= stable["difference"] <= stable["ci95"][1]
+    assert stable["baseline_ci95"] == list(a.cpm_stable_ci95) and stable["other_ci95"] == list(b.cpm_stable_ci95)
     with pytest.raises(ValueError, match="same scan list"):
         paired_cpm_bootstrap(a, evaluate_cad(ann, None, uids[::-1], marks, n_bootstrap=0))
 
@@ -178,13 +181,13 @@ def test_script_constants_are_the_paper_preset():
     namespace = runpy.run_path(str(ROOT / "CT-GAN" / "augment.py"), run_name="not_main")
     constants = {k: v for k, v in namespace.items() if k.isupper()}
     shared = [k for k in constants if k.lower() in CTGANConfig.__dataclass_fields__]
-    assert {"TEST_SUBSET", "VAL_SUBSET", "INJECT_PER_SCAN", "SEED"} <= set(shared)
+    assert {"TEST_SUBSETS", "VAL_SUBSET", "INJECT_PER_SCAN", "SEED"} <= set(shared)
     for k in shared:
         assert constants[k] == getattr(PRESETS["paper"], k.lower()), k
     from lungnodule.scripting import script_args
 
     args = script_args(None, constants, PRESETS, ["--preset", "demo", "--copies-per-scan", "2"])
-    assert (args.test_subset, args.inject_per_scan, args.copies_per_scan) == (4, 3, 2)
+    assert (args.test_subsets, args.inject_per_scan, args.copies_per_scan) == ((4,), 3, 2)
     assert args.work_dir == "data/work/ctgan_aug" and args.ctgan_dir == "data/work/ctgan"
 
 
@@ -200,7 +203,7 @@ def test_experiment_trains_both_and_writes_only_its_outputs(tiny_dataset, inject
     assert lo <= hi and saved["difference"]["n_bootstrap"] == 50 and saved["seed"] == 0
     # The augmented run sees the copies' injected nodules as extra positives; both score the same test scans.
     assert out["augmented"]["train_positives"] > out["baseline"]["train_positives"]
-    assert out["test_scans"] == len(LunaDataset(tiny_dataset).uids_in(TINY.test_subset))
+    assert out["test_scans"] == len(LunaDataset(tiny_dataset).uids_in(TINY.test_subsets))
     assert sorted(p.name for p in results.iterdir()) == ["GAN_augmentation.png"]
     assert sorted(p.name for p in work.iterdir()) == ["augmentation.json", "augmented", "mgicnn_augmented",
                                                       "mgicnn_baseline"]

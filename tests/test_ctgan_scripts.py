@@ -79,7 +79,7 @@ def test_stage_scripts_end_to_end(tiny_dataset, tmp_path):
         [ln for ln in source.read_text().splitlines() if ln.startswith("TransformMatrix")]
 
     # Evaluation (a) with a stand-in detector that finds exactly the injected sites.
-    from lungnodule.ctgan.testing import detection_rates
+    from lungnodule.ctgan.heldout import detection_rates
 
     injected = pd.read_csv(tampered / "inject" / "tampered_sites.csv")
 

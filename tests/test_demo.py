@@ -1,59 +1,86 @@
-"""`lungnodule demo` end to end with the tiny presets: every stage runs, joins and reports."""
+"""The pipeline end to end with the tiny presets: every stage runs, joins and reports, the same way twice."""
 
 import json
 import math
 
 import pytest
 
-from lungnodule.demo import run_demo
-from lungnodule.mgicnn.config import PRESETS
+from lungnodule.mgicnn.fusion import DEFAULT_WEIGHTS
+from lungnodule.pipeline import run
 
 # Roc.png needs both classes among the test candidates, which the tiny U-Net need not give.
 FIGURES = ["Unet_loss.png", "Unet_results.png", "3DCNN_acc.png", "FROC.png", "GAN_loss_curve.png", "GAN_results.png"]
 
 
+def _tiny(root):
+    return run(root / "synthetic", root / "work", root / "Results", preset="tiny", seed=0)
+
+
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    out = run_demo(root / "synthetic", root / "work", root / "Results", n_scans=6, seed=0, preset="tiny")
-    return root, out
+    return root, _tiny(root)
 
 
 def test_every_stage_reports_metrics_and_time(tiny_demo):
     root, out = tiny_demo
-    assert list(out["timings"]) == ["synth", "baseline", "unet", "mgicnn", "ctgan"]
-    for name in ("LUNA16-style candidates, random scores", "U-Net candidates (U-Net probability)", "U-Net + MGI-CNN"):
-        m = out["metrics"][name]
-        assert 0.0 <= m["cpm"] <= 1.0
-        lo, hi = m["cpm_ci95"]
-        assert lo <= m["cpm"] <= hi or m["cpm"] == 0.0
-    unet = out["metrics"]["U-Net candidates (U-Net probability)"]
+    assert list(out["timings"])[0] == "synth" and out["wall_time_s"] > 0
+    for name in ("baseline_random", "unet", "fused", "mgicnn_alone"):
+        m = out[name]
+        assert 0.0 <= m["cpm"] <= 1.0 and 0.0 <= m["cpm_stable"] <= 1.0
+        assert m["cpm_stable_ci95"][0] <= m["cpm_stable_ci95"][1]
+    unet = out["unet"]
     assert 0.0 <= unet["candidate_sensitivity"] <= 1.0 and unet["candidates_per_scan"] <= 20
-    fused = out["metrics"]["U-Net + MGI-CNN"]
-    assert fused["fusion_weight"] in PRESETS["demo"].fusion_weights
     fold = json.loads(next((root / "work" / "mgicnn").glob("fold*/train.json")).read_text())
-    assert len(fold["fusion"]["table"]) == len(PRESETS["demo"].fusion_weights)
-    assert fold["fusion"]["cpm"] == max(r["cpm"] for r in fold["fusion"]["table"])
+    table = fold["fusion"]["table"]
+    assert [r["weight"] for r in table] == list(DEFAULT_WEIGHTS)  # the tiny preset names no grid of its own
+    assert fold["fusion"]["cpm_stable"] == max(r["cpm_stable"] for r in table)
+    assert out["fusion"]["weight"] == fold["fusion_weight"] and out["fusion"]["leave_one_out"]["nodules"] >= 1
+    assert out["heldout_scans"] == 2 and out["heldout_nodules"] >= 1 and out["run"]["seed"] == 0
     ctgan = out["ctgan"]
     assert ctgan["metrics"]["inject"]["test_sites"] >= 1
     assert set(ctgan["detection"]) >= {"injected_detected", "removed_still_detected", "threshold"}
     summary = (root / "Results" / "summary.md").read_text()
-    for text in ("U-Net + MGI-CNN", "CT-GAN tampering", "| unet |", "| total |", "stage presets `tiny`"):
-        assert text in summary
-    saved = json.loads((root / "work" / "demo_metrics.json").read_text())
-    assert saved["info"]["seed"] == 0
+    for text in ("U-Net + MGI-CNN", "CT-GAN tampering", "| unet_train |", "| total |", "stable CPM", "Keras",
+                 "leaderboard CPM"):
+        assert text in summary, text
+    saved = json.loads((root / "Results" / "metrics.json").read_text())
+    assert saved["seed"] == 0 and saved["run"]["keras"] and saved["run"]["backend"] == "tensorflow"
+    assert {"unet", "mgicnn_alone", "fused", "fp_reduction_track", "fused_minus_unet"} <= set(saved)
 
 
 def test_figures_are_written(tiny_demo):
     root, out = tiny_demo
     for name in FIGURES:
         assert (root / "Results" / name).stat().st_size > 1000, name
-    auc = out["metrics"]["U-Net + MGI-CNN"].get("auc")
+    auc = out["fused"].get("auc")
     assert (root / "Results" / "Roc.png").exists() == (auc is not None and not math.isnan(auc))
 
 
+def _metrics(report: dict) -> dict:
+    """Every metric of a run, without what may differ between two runs (paths, times)."""
+    drop = {"timings", "wall_time_s", "data_root", "run", "data", "details", "froc_dir", "path", "figure",
+            "froc_figure", "roc_figure", "model", "tampered_root", "figures", "seconds", "patches_per_second",
+            "preprocess_patches_per_second", "test_seconds_per_site", "best_model", "last_model", "history"}
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if k not in drop and "seconds" not in k}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    return clean(json.loads(json.dumps(report, default=str)))
+
+
+def test_the_same_run_twice_gives_the_same_metrics(tiny_demo, tmp_path):
+    _, first = tiny_demo
+    second = _tiny(tmp_path)
+    assert _metrics(second) == _metrics(first)
+
+
 def test_unknown_step_or_preset_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown demo step"):
-        run_demo(tmp_path / "d", tmp_path / "w", tmp_path / "r", stages=["unet", "bogus"])
-    with pytest.raises(ValueError, match="unknown demo preset"):
-        run_demo(tmp_path / "d", tmp_path / "w", tmp_path / "r", preset="huge")
+    with pytest.raises(ValueError, match="unknown step"):
+        run(tmp_path / "d", tmp_path / "w", tmp_path / "r", stages=["unet", "bogus"])
+    with pytest.raises(ValueError, match="unknown run preset"):
+        run(tmp_path / "d", tmp_path / "w", tmp_path / "r", preset="huge")

@@ -43,47 +43,47 @@ def run(annotations, excluded, uids, results, **kw):
 def test_hit_exactly_at_radius_is_a_miss():
     nodule = ann([[A, 0.0, 0.0, 0.0, 8.0]])  # R = 4, R^2 = 16 exactly
     at_radius = run(nodule, NO_EXCLUDED, [A], res([[A, 4.0, 0.0, 0.0, 0.9]]))
-    assert (at_radius.true_positives, at_radius.false_negatives, at_radius.false_positives) == (0, 1, 1)
+    assert (at_radius.matching.true_positives, at_radius.matching.false_negatives, at_radius.matching.false_positives) == (0, 1, 1)
     inside = run(nodule, NO_EXCLUDED, [A], res([[A, 3.99, 0.0, 0.0, 0.9]]))
-    assert (inside.true_positives, inside.false_negatives, inside.false_positives) == (1, 0, 0)
+    assert (inside.matching.true_positives, inside.matching.false_negatives, inside.matching.false_positives) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("distance, hit", [(4.9, True), (5.0, False)])
 def test_negative_diameter_means_10_mm(distance, hit):
     marks = res([[A, 10.0, 20.0 + distance, 30.0, 0.5]])
     on_excluded = run(NO_EXCLUDED, ann([[A, 10.0, 20.0, 30.0, -1.0]]), [A], marks)
-    assert on_excluded.ignored_on_excluded == int(hit)
-    assert on_excluded.false_positives == int(not hit)
+    assert on_excluded.matching.ignored_on_excluded == int(hit)
+    assert on_excluded.matching.false_positives == int(not hit)
     included = run(ann([[A, 10.0, 20.0, 30.0, -1.0]]), NO_EXCLUDED, [A], marks)
-    assert included.true_positives == int(hit)
+    assert included.matching.true_positives == int(hit)
 
 
 def test_two_marks_on_one_nodule_are_one_tp_no_fp():
     r = run(ann([[A, 0, 0, 0, 10]]), NO_EXCLUDED, [A], res([[A, 1, 0, 0, 0.3], [A, 0, 1, 0, 0.8]]))
-    assert (r.true_positives, r.false_positives, r.double_detections) == (1, 0, 1)
-    assert r.nodule_table["probability"].tolist() == [0.8]  # the nodule scores its best hit
-    assert r.total_candidates == 2
-    assert list(r.mark_table["status"]) == ["nodule", "nodule"]
+    assert (r.matching.true_positives, r.matching.false_positives, r.matching.double_detections) == (1, 0, 1)
+    assert r.matching.nodule_table["probability"].tolist() == [0.8]  # the nodule scores its best hit
+    assert r.matching.total_candidates == 2
+    assert list(r.matching.mark_table["status"]) == ["nodule", "nodule"]
 
 
 def test_mark_on_excluded_finding_is_ignored():
     r = run(ann([[A, 50, 50, 50, 6]]), ann([[A, 0, 0, 0, 4]]), [A], res([[A, 1, 0, 0, 0.9]]))
-    assert (r.true_positives, r.false_positives, r.ignored_on_excluded) == (0, 0, 1)
-    assert r.total_candidates == 1
-    assert list(r.mark_table["status"]) == ["excluded"]
+    assert (r.matching.true_positives, r.matching.false_positives, r.matching.ignored_on_excluded) == (0, 0, 1)
+    assert r.matching.total_candidates == 1
+    assert list(r.matching.mark_table["status"]) == ["excluded"]
     assert np.all(r.fps == 0)
 
 
 def test_mark_on_included_and_excluded_is_a_tp():
     r = run(ann([[A, 0, 0, 0, 6]]), ann([[A, 1, 0, 0, -1]]), [A], res([[A, 0.5, 0, 0, 0.9]]))
-    assert (r.true_positives, r.false_positives, r.ignored_on_excluded) == (1, 0, 0)
+    assert (r.matching.true_positives, r.matching.false_positives, r.matching.ignored_on_excluded) == (1, 0, 0)
 
 
 def test_one_mark_in_two_overlapping_nodules_hits_both():
     r = run(ann([[A, 0, 0, 0, 6], [A, 2, 0, 0, 6]]), NO_EXCLUDED, [A], res([[A, 1, 0, 0, 0.7]]))
-    assert (r.true_positives, r.false_negatives, r.false_positives) == (2, 0, 0)
-    assert r.marks_on_two_nodules == 1
-    assert r.mark_table["nodules_hit"].tolist() == [2]
+    assert (r.matching.true_positives, r.matching.false_negatives, r.matching.false_positives) == (2, 0, 0)
+    assert r.matching.marks_on_two_nodules == 1
+    assert r.matching.mark_table["nodules_hit"].tolist() == [2]
 
 
 def test_cap_101_tied_marks_leave_fewer_than_100():
@@ -99,24 +99,24 @@ def test_cap_101_tied_marks_leave_fewer_than_100():
 
     marks = res([[A, 100.0 + i, 0, 0, 0.5] for i in range(101)])
     r = run(NO_EXCLUDED, NO_EXCLUDED, [A], marks)
-    assert r.total_candidates == 0 and r.false_positives == 0
-    assert (r.mark_table["status"] == "capped").sum() == 101
+    assert r.matching.total_candidates == 0 and r.matching.false_positives == 0
+    assert (r.matching.mark_table["status"] == "capped").sum() == 101
 
 
 def test_scan_without_marks_contributes_fns_and_counts_as_scan():
     nodules = ann([[A, 0, 0, 0, 6], [B, 0, 0, 0, 6], [B, 30, 0, 0, 6]])
     marks = res([[A, 0, 0, 0, 0.9], [A, 50, 0, 0, 0.8], [A, 60, 0, 0, 0.7]])
     r = run(nodules, NO_EXCLUDED, [A, B], marks)
-    assert (r.true_positives, r.false_negatives, r.false_positives, r.scans) == (1, 2, 2, 2)
+    assert (r.matching.true_positives, r.matching.false_negatives, r.matching.false_positives, r.scans) == (1, 2, 2, 2)
     assert r.fps.max() == pytest.approx(1.0)  # 2 FPs over 2 scans
     assert r.sens.max() == pytest.approx(1 / 3)  # missed nodules stay in the denominator
-    assert r.exclude.sum() == 2 and np.all(r.prob[r.exclude] == -1e9)
+    assert r.matching.exclude.sum() == 2 and np.all(r.matching.prob[r.matching.exclude] == -1e9)
 
 
 def test_no_tp_gives_cpm_zero():
     r = run(ann([[A, 0, 0, 0, 6]]), NO_EXCLUDED, [A, B], res([[A, 40, 0, 0, 0.9], [B, 0, 0, 0, 0.3]]),
             n_bootstrap=20)
-    assert r.true_positives == 0
+    assert r.matching.true_positives == 0
     assert r.cpm == 0 and r.cpm_interpolated == 0
     assert r.cpm_ci95 == (0.0, 0.0)
     assert np.all(r.sens == 0) and np.all(np.isfinite(r.sens))
@@ -129,8 +129,8 @@ def test_results_for_unlisted_uids_are_ignored():
     base = run(nodules, NO_EXCLUDED, [A, B], marks)
     more = run(nodules, NO_EXCLUDED, [A, B], pd.concat([stray, marks], ignore_index=True))
     assert np.array_equal(base.fps, more.fps) and np.array_equal(base.sens, more.sens)
-    assert (more.true_positives, more.false_positives, more.nodules) == (1, 1, 1)
-    assert set(more.mark_table["seriesuid"]) == {A}
+    assert (more.matching.true_positives, more.matching.false_positives, more.nodules) == (1, 1, 1)
+    assert set(more.matching.mark_table["seriesuid"]) == {A}
 
 
 def test_duplicate_uid_in_scan_list_rejected():
@@ -159,7 +159,7 @@ def test_leaderboard_and_interpolated_readings_on_hand_made_curve():
 
 def test_no_false_positives_gives_leaderboard_cpm_zero():
     r = run(ann([[A, 0, 0, 0, 6], [A, 30, 0, 0, 6]]), NO_EXCLUDED, [A], res([[A, 0, 0, 0, 0.9]]))
-    assert r.false_positives == 0 and np.all(r.fps == 0)
+    assert r.matching.false_positives == 0 and np.all(r.fps == 0)
     assert r.cpm == 0.0
     assert r.cpm_interpolated == pytest.approx(0.5)
 
@@ -288,11 +288,11 @@ def test_matches_loop_implementation(seed, drop):
     max_marks = 6
     r = run(annotations, excluded, uids, results, max_marks=max_marks, drop_intermediate=drop)
     ref, gt, prob, excl, scan = _reference(annotations, excluded, uids, results, max_marks)
-    got = dict(tp=r.true_positives, fp=r.false_positives, fn=r.false_negatives, double=r.double_detections,
-               ignored=r.ignored_on_excluded, total=r.total_candidates, nodules=r.nodules)
+    got = dict(tp=r.matching.true_positives, fp=r.matching.false_positives, fn=r.matching.false_negatives, double=r.matching.double_detections,
+               ignored=r.matching.ignored_on_excluded, total=r.matching.total_candidates, nodules=r.nodules)
     assert got == ref
-    assert np.array_equal(r.gt, gt) and np.array_equal(r.prob, prob) and np.array_equal(r.exclude, excl)
-    assert np.array_equal(r.sample_scan, scan)
+    assert np.array_equal(r.matching.gt, gt) and np.array_equal(r.matching.prob, prob) and np.array_equal(r.matching.exclude, excl)
+    assert np.array_equal(r.matching.sample_scan, scan)
     fps, sens, thr = _reference_froc(gt, prob, len(uids), excl, drop)
     assert np.array_equal(r.fps, fps) and np.array_equal(r.thresholds, thr)
     assert np.array_equal(r.sens, np.nan_to_num(sens, nan=0.0))
@@ -304,10 +304,10 @@ def test_cross_check_exercises_the_rules():
     for seed in range(8):
         annotations, excluded, uids, results = _random_case(seed)
         r = run(annotations, excluded, uids, results, max_marks=6)
-        totals["double"] += r.double_detections
-        totals["ignored"] += r.ignored_on_excluded
-        totals["capped"] += int((r.mark_table["status"] == "capped").sum())
-        totals["fn"] += r.false_negatives
+        totals["double"] += r.matching.double_detections
+        totals["ignored"] += r.matching.ignored_on_excluded
+        totals["capped"] += int((r.matching.mark_table["status"] == "capped").sum())
+        totals["fn"] += r.matching.false_negatives
         totals["no_marks"] += len(set(uids) - set(results["seriesuid"]))
         pairs = pd.concat([annotations, excluded]).merge(results, on="seriesuid")
         d2 = ((pairs[["coordX_x", "coordY_x", "coordZ_x"]].to_numpy()
@@ -326,10 +326,10 @@ def _reference_bootstrap(r, n_bootstrap, seed):
     grid = np.linspace(0.125, 8, num=10000)
     curves = np.zeros((n_bootstrap, len(grid)), dtype="float32")
     cpms = []
-    per_scan = {s: np.flatnonzero(r.sample_scan == s) for s in range(r.scans)}
+    per_scan = {s: np.flatnonzero(r.matching.sample_scan == s) for s in range(r.scans)}
     for b in range(n_bootstrap):
         idx = np.concatenate([per_scan[s] for s in draws[b]])
-        fps, sens, _ = _reference_froc(r.gt[idx], r.prob[idx], r.scans, r.exclude[idx], r.drop_intermediate)
+        fps, sens, _ = _reference_froc(r.matching.gt[idx], r.matching.prob[idx], r.scans, r.matching.exclude[idx], r.drop_intermediate)
         sens = np.nan_to_num(sens, nan=0.0)
         curves[b] = np.interp(grid, fps, sens)
         fixed = []
@@ -353,9 +353,9 @@ def test_bootstrap_matches_official_resampling(seed):
     annotations, excluded, uids, results = _random_case(seed + 100)
     r = run(annotations, excluded, uids, results, max_marks=6, n_bootstrap=40, seed=seed)
     grid, mean, lo, hi, ci = _reference_bootstrap(r, 40, seed)
-    assert np.array_equal(r.bootstrap_fps, grid)
-    np.testing.assert_allclose(r.bootstrap_mean, mean, rtol=0, atol=1e-12)
-    assert np.array_equal(r.bootstrap_lo, lo) and np.array_equal(r.bootstrap_hi, hi)
+    assert np.array_equal(r.bootstrap.fps, grid)
+    np.testing.assert_allclose(r.bootstrap.mean, mean, rtol=0, atol=1e-12)
+    assert np.array_equal(r.bootstrap.lo, lo) and np.array_equal(r.bootstrap.hi, hi)
     assert r.cpm_ci95 == pytest.approx(ci, abs=1e-15)
 
 
@@ -364,9 +364,9 @@ def test_bootstrap_reproducible_for_a_seed():
     one = run(annotations, excluded, uids, results, n_bootstrap=50, seed=11)
     two = run(annotations, excluded, uids, results, n_bootstrap=50, seed=11)
     other = run(annotations, excluded, uids, results, n_bootstrap=50, seed=12)
-    assert np.array_equal(one.bootstrap_cpms, two.bootstrap_cpms) and one.cpm_ci95 == two.cpm_ci95
-    assert np.array_equal(one.bootstrap_lo, two.bootstrap_lo)
-    assert not np.array_equal(one.bootstrap_cpms, other.bootstrap_cpms)
+    assert np.array_equal(one.bootstrap.cpms, two.bootstrap.cpms) and one.cpm_ci95 == two.cpm_ci95
+    assert np.array_equal(one.bootstrap.lo, two.bootstrap.lo)
+    assert not np.array_equal(one.bootstrap.cpms, other.bootstrap.cpms)
     assert one.cpm_ci95[0] <= one.cpm_ci95[1]
 
 
@@ -395,8 +395,8 @@ def test_real_annotations_centres_plus_far_false_positives(luna_files):
         xyz = group[["coordX", "coordY", "coordZ"]].to_numpy()
         for centre, diameter in zip(xyz, group["diameter_mm"]):
             double += int((((xyz - centre) ** 2).sum(axis=1) < (diameter / 2) ** 2).sum()) - 1
-    assert (r.nodules, r.detected, r.false_negatives, r.scans) == (1186, 1186, 0, 888)
-    assert r.false_positives == 2 * 888 and r.double_detections == double and r.ignored_on_excluded == 0
+    assert (r.nodules, r.detected, r.matching.false_negatives, r.scans) == (1186, 1186, 0, 888)
+    assert r.matching.false_positives == 2 * 888 and r.matching.double_detections == double and r.matching.ignored_on_excluded == 0
     assert r.fps.max() == pytest.approx(2.0) and r.sens.max() == 1.0
     # With drop_intermediate (the default) the run of FPs at sensitivity 1 keeps only its ends: points (0, 0),
     # (0, 1), (2, 1). Rates 0.125..1 are nearest to fps 0, where (0, 0) comes first; 2 is exact; 4 and 8 are not
@@ -420,7 +420,7 @@ def test_real_annotations_half_detected(luna_files):
                         ignore_index=True)
     r = run(annotations, excluded, uids, results, n_bootstrap=30)
     # Found marks can also fall inside an odd neighbour: count detected nodules by the definition.
-    assert r.detected >= len(found) and r.false_negatives == 1186 - r.detected
+    assert r.detected >= len(found) and r.matching.false_negatives == 1186 - r.detected
     top = r.detected / 1186
     assert r.sens.max() == pytest.approx(top)
     # Curve points (0, 0), (0, top), (1, top), max fps 1. 0.125, 0.25: (0, 0) and (0, top) are equally near and
@@ -450,7 +450,9 @@ def test_evaluate_files_writes_official_outputs(tmp_path, capsys):
                      "froc_my_cad.txt", "froc_my_cad_bootstrapping.csv", "nodulesWithoutCandidate_my_cad.txt"]
     data = json.loads((out / "cpm.json").read_text())
     assert set(data) == {"cpm", "cpm_interpolated", "sensitivities", "cpm_ci95", "nodules", "detected", "scans",
-                         "seed", "n_bootstrap"}
+                         "seed", "n_bootstrap", "cpm_stable", "cpm_stable_ci95", "sensitivities_stable",
+                         "candidates", "warnings", "readings"}
+    assert data["cpm_stable"] == pytest.approx(r.cpm_stable) and set(data["readings"]) == {"cpm", "cpm_stable"}
     assert list(data["sensitivities"]) == list(FP_RATE_KEYS)
     assert (data["nodules"], data["detected"], data["scans"], data["seed"]) == (3, 2, 2, 4)
     assert data["cpm"] == pytest.approx(r.cpm) and len(data["cpm_ci95"]) == 2
@@ -526,3 +528,82 @@ def test_hit_pairs_follow_the_luna16_rule():
     # Exactly at the radius is a miss; a negative diameter counts as 10 mm; other series never hit.
     assert sorted(zip(c.tolist(), a.tolist())) == [(1, 0), (2, 1)]
     assert [len(x) for x in hit_pairs(cands.iloc[:0], ann)] == [0, 0]
+
+
+# --- the stable CPM: hand-made curves on a few scans ---------------------------------------------------------
+
+
+def _few_scans(nodule_scores, fp_scores, n_scans=8):
+    """`len(nodule_scores)` nodules (one mark each, at its centre) and `len(fp_scores)` false marks, dealt round
+    the scans in order; returns (annotations, uids, marks)."""
+    uids = [f"1.2.9.{i}" for i in range(n_scans)]
+    nod = ann([[uids[i % n_scans], 100.0 * i, 0, 0, 8] for i in range(len(nodule_scores))])
+    marks = [[uids[i % n_scans], 100.0 * i, 0, 0, p] for i, p in enumerate(nodule_scores)]
+    marks += [[uids[i % n_scans], 100.0 * i, 300, 0, p] for i, p in enumerate(fp_scores)]
+    return nod, uids, res(marks)
+
+
+def test_perfect_ranking_scores_stable_one_and_warns_about_the_leaderboard_reading():
+    nod, uids, marks = _few_scans([0.9, 0.85, 0.8, 0.75], [0.3, 0.2, 0.1, 0.05] * 3)
+    r = run(nod, NO_EXCLUDED, uids, marks, n_bootstrap=200)
+    assert r.cpm_stable == 1.0  # every nodule found before the first false positive
+    assert r.cpm < 0.5  # the nearest-point reading takes (0, 0) for the low rates
+    lo, hi = r.cpm_stable_ci95
+    assert lo <= r.cpm_stable <= hi
+    text = " ".join(r.warnings())
+    assert "vertical run at 0 false positives" in text and "differ by" in text and "8 scans, 16 candidates" in text
+
+
+def test_plateau_keeps_every_point_for_the_stable_reading():
+    # The case of issue "a score that cannot punish": 10 of 14 nodules found above every FP; roc_curve drops the
+    # plateau's inner points, so the official curve is (0, 0), (0, .07), (0, .71), (fps_max, .71).
+    nodules = [0.99 - 0.01 * i for i in range(10)]
+    nod, uids, marks = _few_scans(nodules, [0.2 - 0.001 * i for i in range(65)], n_scans=16)
+    nod = pd.concat([nod, ann([[uids[i], 5000.0 + i, 0, 0, 6] for i in range(4)])], ignore_index=True)  # missed
+    r = run(nod, NO_EXCLUDED, uids, marks)
+    assert len(r.fps) == 4 and len(r.full_curve.fps) == 76  # the official curve lost the plateau's inner points
+    np.testing.assert_allclose(r.fps, [0, 0, 0, 65 / 16])
+    np.testing.assert_allclose(r.sens, [0, 1 / 14, 10 / 14, 10 / 14])
+    assert r.cpm_stable == pytest.approx(10 / 14)
+    assert r.cpm == pytest.approx(2 / 7 * 10 / 14)  # only 4 and 8 FPs per scan are nearer the far end
+    assert any("too coarse" in w for w in r.warnings())
+
+
+def test_curve_stopping_short_of_8_fps():
+    # 8 scans, 5 false positives: the curve ends at 0.625 FP per scan.
+    nod, uids, marks = _few_scans([0.9, 0.6, 0.3], [0.8, 0.5, 0.2, 0.1, 0.05])
+    r = run(nod, NO_EXCLUDED, uids, marks)
+    assert r.full_curve.fps.max() == pytest.approx(5 / 8)
+    assert [r.sensitivities[k] for k in ("2", "4", "8")] == [0.0, 0.0, 0.0]  # the leaderboard counts 0 there
+    assert [r.sensitivities_stable[k] for k in ("2", "4", "8")] == [1.0, 1.0, 1.0]  # the stable reading holds
+    # One FP (1/8 per scan) is allowed at 0.125: the hit right after it counts, the next FP's does not.
+    assert r.sensitivities_stable["0.125"] == pytest.approx(2 / 3)
+    assert any("stops at 0.625" in w and "2, 4, 8" in w for w in r.warnings())
+
+
+def test_stable_reading_on_a_hand_made_staircase():
+    from lungnodule.evaluation import sensitivities_stable
+
+    # Vertical run at 0 (two hits), one FP, a tied group of one hit and one FP, then FPs.
+    fps = np.array([0.0, 0.0, 0.0, 0.125, 0.25, 0.375, 1.0])
+    sens = np.array([0.0, 0.25, 0.5, 0.5, 0.75, 0.75, 0.75])
+    got = sensitivities_stable(fps, sens, rates=[0.0, 0.1, 0.125, 0.1875, 0.25, 2.0])
+    assert got == pytest.approx([0.5, 0.5, 0.5, 0.625, 0.75, 0.75])
+
+
+def test_selection_uses_the_stable_cpm():
+    from lungnodule.mgicnn.fusion import choose_weight
+
+    # The MGI-CNN ranks every nodule above every false positive; the U-Net puts two FPs between its hits.
+    nod, uids, marks = _few_scans([0.9, 0.9, 0.9, 0.9], [0.1] * 16)
+    unet = marks["probability"].to_numpy().copy()
+    unet[:4] = [0.9, 0.9, 0.7, 0.7]
+    unet[4:6] = 0.8
+    cands = marks.assign(unet_probability=unet, **{"class": [1] * 4 + [0] * 16})
+    out = choose_weight(cands, marks["probability"].to_numpy(), (0.0, 1.0), nod, None, uids)
+    by_weight = {r["weight"]: r for r in out["table"]}
+    assert by_weight[1.0]["cpm"] > by_weight[0.0]["cpm"]  # the leaderboard reading would keep the U-Net alone
+    assert by_weight[0.0]["cpm_stable"] > by_weight[1.0]["cpm_stable"]
+    assert out["weight"] == 0.0  # the stable reading keeps the better second stage
+    loo = out["leave_one_out"]
+    assert loo["nodules"] == 4 and loo["stable"]["full_choice"] == 0.0 and loo["leaderboard"]["full_choice"] == 1.0

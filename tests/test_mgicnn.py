@@ -240,14 +240,14 @@ def test_fusion_weights_and_their_choice_on_validation():
     good = np.where(cands["class"] == 1, 0.9 + 0.05 * noise, 0.5 * noise)  # nodules first, distinct FP scores
     uids = list(ann["seriesuid"])
     # The U-Net ranks every nodule first, the MGI-CNN at random: validation picks a U-Net-heavy weight.
-    cpm = lambda pick, w: next(r["cpm"] for r in pick["table"] if r["weight"] == w)  # noqa: E731
+    cpm = lambda pick, w: next(r["cpm_stable"] for r in pick["table"] if r["weight"] == w)  # noqa: E731
     pick = choose_weight(cands.assign(unet_probability=good), noise, (0.0, 0.5, 1.0), ann, None, uids)
-    assert pick["weight"] > 0.0 and pick["cpm"] > cpm(pick, 0.0)
+    assert pick["weight"] > 0.0 and pick["cpm_stable"] > cpm(pick, 0.0)
     assert [r["weight"] for r in pick["table"]] == [0.0, 0.5, 1.0]
-    assert pick["cpm"] == max(r["cpm"] for r in pick["table"])
+    assert pick["cpm_stable"] == max(r["cpm_stable"] for r in pick["table"])  # chosen by the stable CPM
     # The reverse: the MGI-CNN is the better score.
     pick = choose_weight(cands.assign(unet_probability=noise), good, (1.0, 0.0, 0.5), ann, None, uids)
-    assert pick["weight"] < 1.0 and pick["cpm"] > cpm(pick, 1.0)
+    assert pick["weight"] < 1.0 and pick["cpm_stable"] > cpm(pick, 1.0)
     # Equal scores give equal CPMs and AUCs at every weight: the tie goes to the smallest weight.
     pick = choose_weight(cands.assign(unet_probability=good), good, (0.7, 0.2, 1.0), ann, None, uids)
     assert pick["weight"] == 0.2

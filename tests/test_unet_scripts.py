@@ -35,5 +35,5 @@ def test_demo_preset_and_flags_override(name):
     args = script_args(None, constants, PRESETS, ["--preset", "demo", "--seed", "7"])
     demo = PRESETS["demo"]
     assert args.seed == 7
-    assert args.test_subset == demo.test_subset if "TEST_SUBSET" in constants else True
+    assert args.test_subsets == demo.test_subsets if "TEST_SUBSETS" in constants else True
     assert args.work_dir == "data/work/unet"

@@ -2,7 +2,7 @@
 
 Modules: `config` (settings and presets), `cubes` (cut / resample / paste 1 mm cubes), `normalization`
 (histogram equalisation and normalisation), `sites` (healthy lung sites), `dataset` (training sets),
-`model` (3-D pix2pix), `training`, `tampering`, `testing` (held-out tampering and figures), `viewer`
+`model` (3-D pix2pix), `training`, `tampering`, `heldout` (tampering the held-out scans, figures, how the detector sees them), `viewer`
 (display-free state of the GUI), `augmentation` (evaluation (b): the MGI-CNN retrained with GAN-injected
 nodules).
 """
@@ -24,7 +24,7 @@ def __getattr__(name):
         from .training import train
         return train
     if name == "test":
-        from .testing import test
+        from .heldout import test
         return test
     if name in ("tamper", "tamper_file"):
         from . import tampering

@@ -3,7 +3,7 @@
 :func:`build_augmented_dataset` writes a LUNA16-layout folder holding every original scan (linked, never
 copied or modified) plus, for each scan of the CT-GAN fold's *training* subsets only, tampered copies with
 `inject_per_scan` nodules injected by the trained injector at healthy lung sites (the sites and touch-ups
-of :func:`lungnodule.ctgan.testing.test`). Each copy is a new series (new UID, same subset folder); the CSVs
+of :func:`lungnodule.ctgan.heldout.test`). Each copy is a new series (new UID, same subset folder); the CSVs
 list what the copies hold: `annotations.csv` gains the injected nodules (recorded with the median diameter of the
 injector's training nodules), `candidates_V2.csv` gains each copy's candidates (the source scan's, plus 1-6
 class-1 marks per injected nodule, as :mod:`lungnodule.synth.candidates` draws them for real nodules).
@@ -11,7 +11,8 @@ class-1 marks per injected nodule, as :mod:`lungnodule.synth.candidates` draws t
 :func:`augmentation_experiment` trains the MGI-CNN twice with one config and seed, on the original and on
 the augmented folder, scores both on the same held-out test scans and reports both CPMs with their
 scan-bootstrap 95% CIs and the CPM difference (augmented - baseline) with a *paired* scan-bootstrap 95% CI
-(:func:`paired_cpm_bootstrap`: both systems are evaluated on the same resamples), whatever its sign.
+(:func:`lungnodule.evaluation.paired_cpm_bootstrap`: both systems are evaluated on the same resamples), whatever
+its sign.
 Coordinates are world (x, y, z) mm throughout, as in the LUNA16 CSVs.
 """
 
@@ -22,7 +23,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,11 +36,8 @@ from ..uids import new_uid
 from ..volume import volume_files, write_volume
 from .config import CTGANConfig
 from .tampering import TamperModel, tamper, tamper_marks
-from .testing import injection_diameter, injection_sites, scan_findings, site_annotations, site_mean_hu
+from .sites import injection_diameter, injection_sites, scan_findings, site_annotations, site_mean_hu
 from .training import load_generator
-
-if TYPE_CHECKING:  # annotations only: the evaluation is imported where it is used
-    from ..evaluation import FrocResult
 
 MANIFEST = "augmented_dataset.json"  # written last: the folder is complete
 MARKER = ".lungnodule-augmented"  # written first: the folder is ours to clear on a rebuild
@@ -112,7 +109,7 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     """Write a LUNA16-layout copy of `data_root` with GAN-injected copies of its training scans; returns a summary.
 
     Training scans are those of the subsets left by :func:`~lungnodule.luna.fold_split` with
-    `config.test_subset` / `config.val_subset` (validation and test scans are never tampered). Each gets
+    `config.test_subsets` / `config.val_subset` (validation and test scans are never tampered). Each gets
     `copies_per_scan` copies, each with up to `config.inject_per_scan` nodules injected at healthy lung
     sites (world (x, y, z) mm; clearance and lung margin in mm from `config`) by the injector in
     `ctgan_dir/inject/`, written as `out_root/subset<k>/<new uid>.mhd` (HU, int16 as the source, same
@@ -130,7 +127,7 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     started = time.perf_counter()
     data_root, out_root = Path(data_root), Path(out_root)
     dataset = LunaDataset(data_root)
-    split = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    split = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     train_uids = dataset.uids_in(split["train"])
     model = TamperModel(*load_generator(ctgan_dir, "inject"))
     _fresh_root(out_root, data_root)
@@ -183,44 +180,6 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     return summary
 
 
-# --- paired comparison ----------------------------------------------------------------------------------
-
-
-def paired_cpm_bootstrap(baseline: "FrocResult", other: "FrocResult", n_bootstrap: int = 1000, seed: int = 0,
-                         confidence: float = 0.95) -> dict:
-    """CPM difference `other` - `baseline` with a paired scan-level bootstrap interval.
-
-    `baseline` and `other` are :class:`~lungnodule.evaluation.FrocResult` of the same scan list (same order).
-    Each resample (:func:`~lungnodule.evaluation.bootstrap_counts`, one seeded RNG) weights the scans of both
-    systems alike; the leaderboard CPM of each is read from its resampled FROC, as
-    :func:`~lungnodule.evaluation.bootstrap_froc` does, so the per-system intervals equal `evaluate_cad`'s
-    with the same seed. Returns `difference` (observed), `ci95` (sorted-index bounds of the resampled
-    differences), `mean`, `share_improved` (fraction of resamples with `other` > `baseline`), the per-system
-    `baseline_ci95` / `other_ci95`, `n_bootstrap` and `seed`.
-    """
-    from ..evaluation import _sorted_index_bounds, _WeightedFroc, bootstrap_counts, cpm_leaderboard
-
-    if list(baseline.seriesuids) != list(other.seriesuids):
-        raise ValueError("a paired comparison needs both results on the same scan list, in the same order")
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    n = len(baseline.seriesuids)
-    counts = bootstrap_counts(n, n_bootstrap, seed)
-    cpms = np.empty((2, n_bootstrap))
-    for k, r in enumerate((baseline, other)):
-        froc = _WeightedFroc(r.gt, r.prob, r.exclude, r.sample_scan, n, r.drop_intermediate)
-        # One vectorised FROC per resample (as bootstrap_froc); the resamples are shared by both systems.
-        cpms[k] = [cpm_leaderboard(*froc.curve(c)) for c in counts]
-    lo, hi = _sorted_index_bounds(n_bootstrap, confidence)
-    diff, ranked = cpms[1] - cpms[0], np.sort(cpms, axis=1)
-    ordered = np.sort(diff)
-    return {"difference": float(other.cpm - baseline.cpm), "ci95": [float(ordered[lo]), float(ordered[hi])],
-            "mean": float(diff.mean()), "share_improved": float(np.mean(diff > 0)),
-            "baseline_ci95": [float(ranked[0, lo]), float(ranked[0, hi])],
-            "other_ci95": [float(ranked[1, lo]), float(ranked[1, hi])],
-            "confidence": confidence, "n_bootstrap": int(n_bootstrap), "seed": int(seed)}
-
-
 # --- the experiment -------------------------------------------------------------------------------------
 
 
@@ -264,10 +223,11 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     (each MGI-CNN's patches, model and scores), `augmentation.json`; and `results_dir/GAN_augmentation.png`
     (both FROC curves with their bootstrap bands). Both systems are evaluated against the original
     annotations of the same test scans. Returns the content of `augmentation.json`: per system the CPM,
-    its 95% CI and sensitivities; `difference` (augmented - baseline, :func:`paired_cpm_bootstrap`);
+    its 95% CI and sensitivities (both readings); `difference` (augmented - baseline,
+    :func:`~lungnodule.evaluation.paired_cpm_bootstrap`);
     timings in seconds.
     """
-    from ..evaluation import evaluate_cad
+    from ..evaluation import evaluate_cad, paired_cpm_bootstrap
     from ..froc_plot import plot_froc
     from ..luna import read_results
     from ..mgicnn.config import PRESETS as MGI_PRESETS
@@ -276,7 +236,7 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     started = time.perf_counter()
     ctgan_config = ctgan_config or CTGAN_PRESETS[preset].replace(seed=int(seed))
     mgi_config = (mgi_config or MGI_PRESETS[preset].replace(seed=int(seed))).replace(
-        test_subsets=(ctgan_config.test_subset,), val_subset=ctgan_config.val_subset)
+        test_subsets=tuple(ctgan_config.test_subsets), val_subset=ctgan_config.val_subset, pooled=True)
     work_dir = Path(work_dir)
     ctgan_dir = Path(ctgan_dir) if ctgan_dir else work_dir.parent / "ctgan"
     unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
@@ -286,7 +246,7 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     timings = {"build_augmented_dataset": round(time.perf_counter() - t0, 2)}
     dataset = LunaDataset(data_root)
     excluded = dataset.excluded
-    uids = dataset.uids_in([ctgan_config.test_subset])
+    uids = dataset.uids_in(ctgan_config.test_subsets)
     roots = {"baseline": Path(data_root), "augmented": work_dir / "augmented"}
     runs, results = {}, {}
     for name, root in roots.items():
@@ -301,19 +261,22 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     out = {"seed": int(mgi_config.seed), "preset": preset, "split": built["split"], "test_scans": len(uids),
            "nodules": base.nodules}
     for name, r in results.items():
-        out[name] = {"cpm": r.cpm, "cpm_ci95": list(r.cpm_ci95) if r.cpm_ci95 else None,
-                     "sensitivities": r.sensitivities, "detected": r.detected, "false_positives": r.false_positives,
+        out[name] = {**r.metrics(), "false_positives": r.matching.false_positives,
                      **{k: v for k, v in runs[name].items() if k != "timings"}}
     out["difference"] = {"cpm": paired["difference"], "ci95": paired["ci95"], "mean": paired["mean"],
                          "share_improved": paired["share_improved"], "n_bootstrap": paired["n_bootstrap"],
+                         "cpm_stable": paired["stable"]["difference"], "stable_ci95": paired["stable"]["ci95"],
+                         "stable_share_improved": paired["stable"]["share_improved"],
                          "method": "paired scan-level bootstrap: both systems on the same resampled test scans"}
     out["augmented_dataset"] = {k: v for k, v in built.items() if k != "config"}
     if results_dir is not None:
         lo, hi = paired["ci95"]
         figure = Path(results_dir) / "GAN_augmentation.png"
         plot_froc({"MGI-CNN, baseline": base, "MGI-CNN, + GAN-injected nodules": aug}, figure,
-                  title=f"GAN augmentation, held-out subset {ctgan_config.test_subset} ({len(uids)} scans): "
-                        f"CPM change {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                  title=f"GAN augmentation, held-out subset(s) {list(ctgan_config.test_subsets)} ({len(uids)} scans): "
+                        f"CPM change {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], stable "
+                        f"{paired['stable']['difference']:+.3f} [{paired['stable']['ci95'][0]:+.3f}, "
+                        f"{paired['stable']['ci95'][1]:+.3f}] (paired)")
         out["figure"] = str(figure)
     timings["total"] = round(time.perf_counter() - started, 2)
     out.update({"timings": timings, "config": {"ctgan": ctgan_config.to_dict(), "mgicnn": mgi_config.to_dict()}})

@@ -6,7 +6,9 @@ Lengths in millimetres, cube sizes in voxels of the 1 mm isotropic cube. Subsets
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 MODES = ("inject", "remove")
 
@@ -16,7 +18,7 @@ class CTGANConfig:
     """All CT-GAN stage settings; defaults reproduce the original repository (reference section 4 and 8)."""
 
     # Data and folds.
-    test_subset: int = 9
+    test_subsets: tuple = (9,)
     val_subset: int = 8
     seed: int = 0
     # Cubes: a cut_mm cube resampled to spacing_mm, centre-cropped to cube_size; the condition zeroes the
@@ -94,6 +96,11 @@ def _mode(mode: str) -> str:
     return mode
 
 
+def trainset_dir(work_dir: str | os.PathLike, mode: str) -> Path:
+    """The folder of one mode's training set and model: `<work_dir>/<mode>`."""
+    return Path(work_dir) / _mode(mode)
+
+
 PRESETS: dict[str, CTGANConfig] = {
     "paper": CTGANConfig(),
     # The CT-GAN paper / upstream repository: 100 filters, 59 rotations, both GANs 200 epochs x batch 32.
@@ -104,14 +111,16 @@ PRESETS: dict[str, CTGANConfig] = {
     # The injector learns from nodules of 10 mm and more, with the original's 12 rotations: trained on
     # every nodule, a few hundred steps average the many 4-6 mm ones into faint lung and draw no nodule.
     "demo": CTGANConfig(
-        test_subset=4, val_subset=3, base_filters=8, healthy_sites_per_scan=2, inject_min_diameter_mm=10.0,
+        test_subsets=(4,), val_subset=3, base_filters=8, healthy_sites_per_scan=2, inject_min_diameter_mm=10.0,
         lr_g=1e-3, inject_epochs=30, inject_batch_size=16, remove_epochs=3, remove_batch_size=16, test_scans=0,
         inject_per_scan=3,
     ),
     # For tests: seconds.
     "tiny": CTGANConfig(
-        test_subset=2, val_subset=1, base_filters=2, n_rotations=1, healthy_sites_per_scan=1, nbins=1000,
+        test_subsets=(2,), val_subset=1, base_filters=2, n_rotations=1, healthy_sites_per_scan=1, nbins=1000,
         inject_epochs=1, inject_batch_size=4, remove_epochs=1, remove_batch_size=4, progress_cubes=2,
         test_scans=1, run_eagerly=True,
     ),
 }
+# The bench preset (`lungnodule demo --preset bench`): the demo's settings on the larger bench dataset.
+PRESETS["bench"] = PRESETS["demo"]

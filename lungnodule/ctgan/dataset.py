@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError, ModelMissingError
 from ..luna import LunaDataset, fold_split
-from .config import CTGANConfig, _mode
+from .config import CTGANConfig, _mode, trainset_dir
 from .cubes import AIR_HU, centre_crop, extract_cube
 from .normalization import CubeNormalizer
 from .sites import healthy_sites
@@ -95,11 +94,6 @@ def _cut_all(dataset: LunaDataset, sites: pd.DataFrame, config: CTGANConfig, out
             k += per
 
 
-def trainset_dir(work_dir: str | os.PathLike, mode: str) -> Path:
-    """The folder of one mode's training set and model: `<work_dir>/<mode>`."""
-    return Path(work_dir) / _mode(mode)
-
-
 def build_trainset(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
                    mode: str = "inject", progress: bool = True) -> dict:
     """Build the injector's (`inject`) or remover's (`remove`) training set; returns a summary dict.
@@ -110,7 +104,7 @@ def build_trainset(config: CTGANConfig, data_root: str | os.PathLike, work_dir: 
     """
     mode = _mode(mode)
     dataset = LunaDataset(data_root)
-    split = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    split = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     sites = training_sites(dataset, config, mode, split, progress)
     train_sites = sites[sites["split"] == "train"]
     val_sites = sites[sites["split"] == "val"]

@@ -1,4 +1,5 @@
-"""Where the GANs learn: nodule sites for the injector, healthy lung sites for the remover.
+"""Sites: where the GANs learn (nodules for the injector, healthy lung for the remover), where nodules are
+injected, and what a site holds before and after tampering.
 
 The original read hand-made coordinate CSVs for the remover's healthy sites; here they are drawn at
 random (seeded) inside the lungs, deep enough that the in-painted centre is lung, and far enough from
@@ -7,12 +8,16 @@ every annotated and excluded finding that no finding lies in the cut cube.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ..luna import ANNOTATION_COLUMNS, LunaDataset
 from ..lungs import lung_field_mask
 from ..volume import Volume
+from .config import CTGANConfig, trainset_dir
 
 COARSE_MM = 4.0  # the lung mask and its distance map are computed at about this voxel size
 
@@ -79,3 +84,48 @@ def healthy_sites(volume: Volume, findings: pd.DataFrame, n: int, rng: np.random
             if len(chosen) == n:
                 break
     return points[np.sort(chosen)]
+
+
+def site_mean_hu(volume: Volume, point_xyz, radius_mm: float = 5.0) -> float:
+    """Mean HU of the voxels within `radius_mm` of a world point (x, y, z)."""
+    c = volume.world_to_voxel(point_xyz)
+    r = radius_mm / volume.spacing_zyx
+    lo = np.maximum(np.floor(c - r).astype(int), 0)
+    hi = np.minimum(np.ceil(c + r).astype(int) + 1, np.asarray(volume.shape))
+    block = volume.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    zz, yy, xx = np.meshgrid(*[(np.arange(a, b) - cc) * s for a, b, cc, s in zip(lo, hi, c, volume.spacing_zyx)],
+                             indexing="ij")
+    inside = zz ** 2 + yy ** 2 + xx ** 2 <= radius_mm ** 2
+    return float(block[inside].mean()) if inside.any() else float("nan")
+
+
+def injection_diameter(ctgan_dir: str | os.PathLike, dataset: LunaDataset, train_subsets: list[int]) -> float:
+    """Diameter (mm) recorded for an injected nodule: the median of the injector's training nodules (it draws a
+    typical one of them), read from `<ctgan_dir>/inject/sites.csv`; the annotated nodules of `train_subsets`
+    when the models came without it; 6 mm when there are none."""
+    sites_csv = trainset_dir(ctgan_dir, "inject") / "sites.csv"
+    if sites_csv.is_file():
+        nodules = pd.read_csv(sites_csv, dtype={"seriesuid": str})
+        nodules = nodules[nodules["split"] == "train"]
+    else:
+        nodules = dataset.annotations[dataset.annotations["seriesuid"].isin(dataset.uids_in(train_subsets))]
+    return float(nodules["diameter_mm"].median()) if len(nodules) else 6.0
+
+
+def scan_findings(annotations: pd.DataFrame, excluded: pd.DataFrame, uid: str) -> pd.DataFrame:
+    """The annotated and excluded findings of scan `uid` (world mm): what injection sites keep clear of."""
+    return pd.concat([annotations[annotations["seriesuid"] == uid], excluded[excluded["seriesuid"] == uid]])
+
+
+def injection_sites(volume: Volume, findings: pd.DataFrame, config: CTGANConfig,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Up to `config.inject_per_scan` healthy lung sites (N, 3) world (x, y, z) mm for injection; see
+    :func:`~lungnodule.ctgan.sites.healthy_sites` (clearance and lung margin from `config`)."""
+    return healthy_sites(volume, findings, config.inject_per_scan, rng, config.clearance_mm, config.lung_margin_mm)
+
+
+def site_annotations(uid: str, points_xyz: np.ndarray, diameter_mm: float) -> pd.DataFrame:
+    """Annotation rows (:data:`~lungnodule.luna.ANNOTATION_COLUMNS`) of injected nodules at world points (N, 3)."""
+    points_xyz = np.asarray(points_xyz, np.float64).reshape(-1, 3)
+    return pd.DataFrame({"seriesuid": uid, "coordX": points_xyz[:, 0], "coordY": points_xyz[:, 1],
+                         "coordZ": points_xyz[:, 2], "diameter_mm": float(diameter_mm)}, columns=ANNOTATION_COLUMNS)

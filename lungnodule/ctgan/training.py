@@ -23,8 +23,11 @@ import pandas as pd
 from ..atomic import atomic_dir, atomic_path, save_figure, write_text
 from ..errors import DataError, ModelMissingError
 from ..intensity import window_hu
+from ..keras_io import load_model, save_model
+from ..provenance import run_info, seed_everything
 from .config import MODES, CTGANConfig, _mode
-from .dataset import CubeBatches, load_cubes, trainset_dir
+from .config import trainset_dir
+from .dataset import CubeBatches, load_cubes
 from .model import Pix2Pix3D, build_gan
 from .normalization import CubeNormalizer
 
@@ -32,20 +35,15 @@ STATE = "state.json"
 
 
 def _load_model(path: Path) -> keras.Model:
-    if not path.exists():
-        raise ModelMissingError(f"{path} not found: train it with `python CT-GAN/train.py`")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # zip / config / weight errors all mean a corrupt file
-        raise DataError(path, f"corrupt model file: {exc}") from None
+    return load_model(path, "CT-GAN network", "train it with `python CT-GAN/train.py`")
 
 
 def save_checkpoint(folder: str | os.PathLike, gan: Pix2Pix3D, epoch: int, seed: int) -> None:
     """Save G, D and both optimisers' variables after `epoch` finished epochs; state.json is written last."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        gan.generator.save(tmp / "generator.keras")
-        gan.discriminator.save(tmp / "discriminator.keras")
+        save_model(gan.generator, tmp / "generator.keras")
+        save_model(gan.discriminator, tmp / "discriminator.keras")
         arrays = {f"{k}_{i:04d}": keras.ops.convert_to_numpy(v)
                   for k, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer)) for i, v in enumerate(opt.variables)}
         with open(tmp / "optimizers.npz", "wb") as f:
@@ -175,12 +173,12 @@ def train(config: CTGANConfig, work_dir: str | os.PathLike, results_dir: str | o
     initial = 0
     if resume and (ckpt / STATE).exists():
         gan, initial = load_checkpoint(ckpt, config)
-        keras.utils.set_random_seed(config.seed + initial)
+        seed_everything(config.seed + initial)
         if history.exists():  # keep only the rows of the epochs the checkpoint holds
             h = pd.read_csv(history)
             h[h["epoch"] < initial].to_csv(history, index=False)
     else:
-        keras.utils.set_random_seed(config.seed)
+        seed_everything(config.seed)
         gan = build_gan(config.cube_size, config.base_filters, config.mask_size, config.l1_weight, config.lr_g,
                         config.lr_d, config.beta_1)
         if history.exists():
@@ -210,7 +208,7 @@ def train(config: CTGANConfig, work_dir: str | os.PathLike, results_dir: str | o
                "seed": config.seed, "generator": str(final), "history": str(history),
                "loss_curve": str(curve) if curve else None,
                "final": {k: float(v) for k, v in h.iloc[-1].items() if k != "epoch"} if len(h) else {},
-               "config": config.to_dict()}
+               "config": config.to_dict(), "run": run_info(config.seed)}
     write_text(folder / "train.json", json.dumps(summary, indent=2))
     return summary
 

@@ -19,9 +19,12 @@ MODES = ("proposed", "ri", "lr", "zi", "zo")  # model_mode 0..4: proposed, RI, L
 class MgiConfig:
     """All MGI-CNN stage settings; defaults reproduce the original (reference sections 3 and 8)."""
 
-    # Folds: LUNA16 subsets. val_subset -1 = the subset after each test subset (cyclically).
+    # Folds: LUNA16 subsets. val_subset -1 = the subset after each test subset (cyclically). One model per
+    # test subset (cross-validation, as the paper), or with `pooled` one model for all of them together,
+    # trained on the other subsets and validated on val_subset (a single train / validation / test split).
     test_subsets: tuple = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
     val_subset: int = -1
+    pooled: bool = False
     seed: int = 0
     # Candidates: which sources train, and which one is scored at validation / test. "candidates" = the
     # dataset's candidates_V2.csv (labelled); "unet" = stage-1 candidates (labelled by the LUNA16 hit rule).
@@ -97,10 +100,13 @@ class MgiConfig:
         return replace(self, **changes)
 
     def folds(self, available: list[int]) -> list[dict]:
-        """One {"train", "val", "test"} split of `available` subsets per test subset (see luna.fold_split)."""
+        """The {"train", "val", "test"} splits of `available` subsets (see luna.fold_split): one per test subset,
+        or with `pooled` one whose test subsets are all of `test_subsets`."""
         from ..luna import fold_split
 
         val = None if self.val_subset < 0 else self.val_subset
+        if self.pooled:
+            return [fold_split(available, test=self.test_subsets, val=val)]
         return [fold_split(available, test=t, val=val) for t in self.test_subsets]
 
 
@@ -121,3 +127,5 @@ PRESETS: dict[str, MgiConfig] = {
         steps_per_epoch=3, predict_batch_size=64,
     ),
 }
+# The bench preset (`lungnodule demo --preset bench`): the demo's settings on the larger bench dataset.
+PRESETS["bench"] = PRESETS["demo"]

@@ -21,8 +21,10 @@ import pandas as pd
 
 from ..atomic import save_csv, write_text
 from ..errors import DataError
-from ..luna import LunaDataset, read_results, write_results
-from .config import PRESETS, MgiConfig
+from ..evaluation import split_metrics
+from ..handoff import SPLITS, read_unet_candidates, unet_candidates_path
+from ..luna import LunaDataset, write_results
+from .config import MgiConfig
 from .dataset import PatchSet, predict_rows
 from .fusion import fuse
 from .training import load_mgicnn
@@ -32,29 +34,8 @@ XYZ = ["coordX", "coordY", "coordZ"]
 
 def _coverage(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[str]) -> dict:
     """Candidates per scan and candidate sensitivity (LUNA16 hit rule) of `candidates` over the scans `uids`."""
-    from ..unet.evaluate import split_metrics
-
     m = split_metrics(candidates, annotations, uids)
-    return {"candidates_per_scan": m["candidates_per_scan"], "candidate_sensitivity": m["candidate_sensitivity"],
-            "nodules": m["nodules"], "scans": m["scans"]}
-
-
-def _froc_metrics(result) -> dict:
-    """The JSON-friendly CPM fields of a :class:`~lungnodule.evaluation.FrocResult`."""
-    return {"cpm": result.cpm, "cpm_ci95": list(result.cpm_ci95) if result.cpm_ci95 else None,
-            "cpm_interpolated": result.cpm_interpolated, "sensitivities": result.sensitivities,
-            "detected": result.detected, "nodules": result.nodules}
-
-
-def unet_test_candidates(unet_dir: str | os.PathLike, uids: list[str]) -> pd.DataFrame | None:
-    """Stage 1's candidates on the scans `uids` (from `candidates_unet_{test,val,train}.csv`), or None if absent."""
-    frames = [read_results(p) for p in (Path(unet_dir) / f"candidates_unet_{s}.csv" for s in ("test", "val", "train"))
-              if p.is_file()]
-    if not frames:
-        return None
-    cands = pd.concat(frames, ignore_index=True)
-    cands = cands[cands["seriesuid"].isin(uids)]
-    return cands if len(cands) else None
+    return {k: m[k] for k in ("candidates_per_scan", "candidate_sensitivity", "nodules", "scans")}
 
 
 def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
@@ -67,15 +48,14 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     `work_dir/test_metrics.json`, `work_dir/detection.json` (model and threshold for `lungnodule detect`),
     and `results_dir/Roc.png`, `results_dir/FROC.png`. Returns {"unet": {...}, "mgicnn": {...}, ...}.
     """
-    from ..evaluation import candidate_auc, evaluate_cad, write_evaluation
+    from ..evaluation import candidate_auc, evaluate_cad, paired_cpm_bootstrap, write_evaluation
     from ..froc_plot import plot_froc, plot_roc
 
     work_dir = Path(work_dir)
-    unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
     dataset = LunaDataset(data_root)
     annotations = dataset.annotations
     excluded = dataset.excluded
-    scored, uids, folds_meta = [], [], {}
+    scored, track, uids, folds_meta = [], [], [], {}
     t0 = time.perf_counter()
     for fold in config.folds(dataset.subsets):
         t = int(fold["test"][0])
@@ -93,6 +73,11 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         part = rows.iloc[sel][["seriesuid", *XYZ, "class", "unet_probability", "diameter_mm"]]
         scored.append(part.assign(probability=fuse(mgi, part["unet_probability"], weight), mgicnn_probability=mgi,
                                   fold=t, threshold=meta["threshold"]))
+        if config.eval_source != "candidates":  # the FP-reduction track: the dataset's own candidate list
+            own = np.flatnonzero(rows["source"].to_numpy() == "candidates")
+            if len(own):
+                track.append(rows.iloc[own][["seriesuid", *XYZ, "class"]].assign(
+                    probability=predict_rows(model, patches, own, config.predict_batch_size), fold=t))
         uids += dataset.uids_in(fold["test"])
         folds_meta[t] = {"fold": fold, "best_epoch": meta["best_epoch"], "threshold": meta["threshold"],
                          "fusion_weight": weight, "model": str(fold_dir / "best.keras")}
@@ -109,7 +94,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     write_evaluation(mg, work_dir / "froc_mgicnn", "mgicnn")
     out: dict = {"folds": folds_meta, "test_scans": len(uids), "eval_source": config.eval_source}
     auc = candidate_auc(labels, prob)
-    out["mgicnn"] = {**_froc_metrics(mg), **_coverage(scored, annotations, uids), "auc": auc,
+    out["mgicnn"] = {**mg.metrics(), **_coverage(scored, annotations, uids), "auc": auc,
                      "confusion": {"TP": tp, "FP": fp, "TN": tn, "FN": fn,
                                    "accuracy": (tp + tn) / max(len(labels), 1),
                                    "sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1)},
@@ -117,20 +102,38 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
                      "finding_sensitivity": _coverage(scored[flagged], annotations, uids)["candidate_sensitivity"],
                      "patches_per_second": len(scored) / seconds if seconds > 0 else None}
     fused = any(m["fusion_weight"] > 0 for m in folds_meta.values())
-    if fused:  # the second stage's own score, for comparison with the fused one
-        alone = scored.assign(probability=scored["mgicnn_probability"])
-        ar = evaluate_cad(annotations, excluded, uids, alone, n_bootstrap=n_bootstrap, seed=config.seed)
-        out["mgicnn_alone"] = {**_froc_metrics(ar), "auc": candidate_auc(labels, alone["probability"])}
+    # The second stage's own score, for comparison with the fused one (the same when the weight is 0).
+    alone = scored.assign(probability=scored["mgicnn_probability"])
+    ar = evaluate_cad(annotations, excluded, uids, alone, n_bootstrap=n_bootstrap, seed=config.seed)
+    out["mgicnn_alone"] = {**ar.metrics(), **_coverage(alone, annotations, uids),
+                           "auc": candidate_auc(labels, alone["probability"])}
+    if track:
+        track = pd.concat(track, ignore_index=True)
+        save_csv(work_dir / "scored_test_candidates.csv", track)
+        tr = evaluate_cad(annotations, excluded, uids, track, n_bootstrap=n_bootstrap, seed=config.seed)
+        write_evaluation(tr, work_dir / "froc_fp_reduction", "mgicnn_candidates")
+        out["fp_reduction_track"] = {**tr.metrics(), **_coverage(track, annotations, uids),
+                                     "auc": candidate_auc(track["class"].to_numpy(), track["probability"]),
+                                     "candidates": "the dataset's candidates list (candidates_V2.csv) of the "
+                                                   "test scans, scored by the MGI-CNN alone"}
     curves = {}
     if config.eval_source == "unet":
         unet = scored.assign(probability=scored["unet_probability"])
     else:
-        unet = unet_test_candidates(unet_dir, uids)
+        ran = unet_dir is not None and any(unet_candidates_path(unet_dir, s).is_file() for s in SPLITS)
+        unet = read_unet_candidates(unet_dir, uids) if ran else None  # the U-Net curve only where stage 1 ran
     if unet is not None:
         ur = evaluate_cad(annotations, excluded, uids, unet, n_bootstrap=n_bootstrap, seed=config.seed)
         write_evaluation(ur, work_dir / "froc_unet", "unet")
-        out["unet"] = {**_froc_metrics(ur), **_coverage(unet, annotations, uids)}
+        out["unet"] = {**ur.metrics(), **_coverage(unet, annotations, uids)}
         curves["U-Net alone"] = ur
+        if config.eval_source == "unet":  # same candidates, same scans: a paired comparison
+            paired = paired_cpm_bootstrap(ur, mg, n_bootstrap=max(n_bootstrap, 1), seed=config.seed)
+            out["fused_minus_unet"] = {"delta": paired["difference"], "ci95": paired["ci95"],
+                                       "delta_stable": paired["stable"]["difference"],
+                                       "ci95_stable": paired["stable"]["ci95"],
+                                       "share_improved_stable": paired["stable"]["share_improved"],
+                                       "method": "paired scan-level bootstrap (the same resampled test scans)"}
     if fused:
         curves["MGI-CNN score alone"] = ar
         curves["U-Net + MGI-CNN (fused score)"] = mg
@@ -158,43 +161,4 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
          "config": config.to_dict(), "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} "
                                                         "FPs per scan"}, indent=2))
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
-    return out
-
-
-def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
-                   seed: int = 0, config: MgiConfig | None = None, n_bootstrap: int = 1000) -> dict:
-    """The demo's stage 2: preprocess + train + test with the demo preset on the U-Net outputs in `work_dir/unet/`.
-
-    Trains on the training subsets' candidates (the dataset's candidates_V2.csv plus the U-Net's candidates,
-    labelled by the LUNA16 hit rule), chooses the epoch and threshold on the validation subset and scores
-    the test subset's U-Net candidates. Writes into `work_dir/mgicnn/` and `results_dir` (3DCNN_acc.png,
-    Roc.png, FROC.png). Returns {"unet": {...}, "mgicnn": {...}, "timings": {...}}: each with `cpm`,
-    `cpm_ci95` [lo, hi], `candidates_per_scan`, `candidate_sensitivity`; `auc` and `fusion_weight` for mgicnn;
-    with fusion, "mgicnn_alone" ({cpm, cpm_ci95, auc} of the MGI-CNN's own score).
-    """
-    from .preprocess import preprocess
-    from .training import train
-
-    config = (config or PRESETS["demo"]).replace(seed=seed)
-    work_dir = Path(work_dir)
-    mgi_dir = work_dir / "mgicnn"
-    timings = {}
-    t0 = time.perf_counter()
-    pre = preprocess(config, data_root, mgi_dir, unet_dir=work_dir / "unet")
-    timings["preprocess"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # From scratch: a model left by an earlier run was trained on other stage-1 candidates.
-    train(config, data_root, mgi_dir, results_dir, resume=False, verbose=0)
-    timings["train"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics = test(config, data_root, mgi_dir, results_dir, unet_dir=work_dir / "unet", n_bootstrap=n_bootstrap)
-    timings["test"] = time.perf_counter() - t0
-    keys = ("cpm", "cpm_ci95", "candidates_per_scan", "candidate_sensitivity")
-    out = {"unet": {k: metrics["unet"][k] for k in keys},
-           "mgicnn": {**{k: metrics["mgicnn"][k] for k in keys}, "auc": metrics["mgicnn"]["auc"],
-                      "fusion_weight": max(f["fusion_weight"] for f in metrics["folds"].values())},
-           "timings": timings, "preprocess_patches_per_second": pre.get("patches_per_second"),
-           "details": str(mgi_dir / "test_metrics.json")}
-    if "mgicnn_alone" in metrics:
-        out["mgicnn_alone"] = {k: metrics["mgicnn_alone"][k] for k in ("cpm", "cpm_ci95", "auc")}
     return out

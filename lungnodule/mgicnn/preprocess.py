@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError
 from ..evaluation import hit_pairs
+from ..handoff import unet_candidate_files
 from ..luna import LunaDataset, read_candidates, read_results
 from .config import MgiConfig
 from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, extract_patches,
@@ -76,17 +77,6 @@ def candidate_rows(frame: pd.DataFrame, source: str, annotations: pd.DataFrame) 
         frame["diameter_mm"] = np.nan
     frame["source"] = source
     return frame[["seriesuid", *XYZ, "class", "source", "unet_probability", "diameter_mm"]]
-
-
-def unet_candidate_files(unet_dir: str | os.PathLike) -> list[Path]:
-    """Stage 1's per-split candidate files (`candidates_unet_{train,val,test}.csv`) in `unet_dir`; DataError if none."""
-    unet_dir = Path(unet_dir)
-    files = [unet_dir / f"candidates_unet_{s}.csv" for s in ("train", "val", "test")]
-    files = [f for f in files if f.is_file()]
-    if not files:
-        raise DataError(unet_dir, "no stage-1 candidates (candidates_unet_{train,val,test}.csv); "
-                                  "`python Unet/test.py` makes them")
-    return files
 
 
 def _fingerprint(config: MgiConfig, rows: pd.DataFrame, dataset: LunaDataset) -> str:
@@ -146,8 +136,8 @@ def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     """Cut the multi-scale patches of every candidate of the needed sources, per subset, into `work_dir/patches`.
 
     Sources are `config.train_sources` plus `config.eval_source`: "candidates" reads `candidates_csv`
-    (default: the dataset's candidates_V2.csv), "unet" reads stage 1's `candidates_unet_*.csv` in
-    `unet_dir` (default `work_dir/../unet`). `subsets` defaults to every subset of the dataset. Candidates
+    (default: the dataset's candidates_V2.csv), "unet" reads stage 1's candidate files
+    (:mod:`lungnodule.handoff`) in `unet_dir`. `subsets` defaults to every subset of the dataset. Candidates
     of scans not on disk are skipped (counted). Returns per-subset counts and the throughput.
     """
     import time
@@ -161,7 +151,9 @@ def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
             frames.append(load_candidate_file(candidates_csv, source, annotations) if candidates_csv
                           else candidate_rows(dataset.candidates, source, annotations))
         elif source == "unet":
-            for f in unet_candidate_files(unet_dir or work_dir.parent / "unet"):
+            if unet_dir is None:
+                raise ValueError("the 'unet' candidate source needs unet_dir (stage 1's work folder)")
+            for f in unet_candidate_files(unet_dir):
                 frames.append(load_candidate_file(f, source, annotations))
         else:
             raise ValueError(f"unknown candidate source {source!r}; use 'candidates' or 'unet'")

@@ -1,13 +1,14 @@
 """Training of the MGI-CNN per LUNA16 fold: checkpoints, resume, validation-based selection, history, figure.
 
-Fold f (test subset t_f) lives in `<work_dir>/fold<t_f>/`: `last.keras` (every epoch), `best.keras` (best
-epoch on the validation subset: highest validation CPM of the eval source's candidates, ties broken by the
-lower validation loss; or the lowest loss), `history.csv` (one row per epoch: train loss / accuracy / AUC,
-validation loss / accuracy / AUC / CPM; kept across resumes), `train.json` (config, seed, folds, the chosen
-epoch, the U-Net fusion weight (when `fusion_weights` is set) and the operating threshold of the final
-score, all chosen on validation). The model of fold f never sees the test subset:
-training reads only `fold["train"]` subsets, selection only `fold["val"]`. All files are written atomically;
-an interrupted run resumes from `last.keras` at the epoch after the last row of `history.csv`.
+Fold f (test subset t_f; a pooled fold, several test subsets, is named by its first) lives in
+`<work_dir>/fold<t_f>/`: `last.keras` (every epoch), `best.keras` (best epoch on the validation subset:
+highest validation stable CPM of the eval source's candidates, ties broken by the lower validation loss; or
+the lowest loss), `history.csv` (one row per epoch: train loss / accuracy / AUC, validation loss / accuracy /
+AUC / CPM, leaderboard and stable; kept across resumes), `train.json` (config, seed and versions, folds, the
+chosen epoch, the U-Net fusion weight (when `fusion_weights` is set) and the operating threshold of the final
+score, all chosen on validation). The model of fold f never sees its test subsets: training reads only
+`fold["train"]` subsets, selection only `fold["val"]`. All files are written atomically; an interrupted run
+resumes from `last.keras` at the epoch after the last row of `history.csv`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_csv, save_figure, write_text
-from ..errors import DataError, ModelMissingError
+from ..errors import DataError
+from ..evaluation import threshold_at_fps
+from ..keras_io import load_model, save_model
 from ..luna import LunaDataset
-from ..unet.training import _save_model
+from ..provenance import run_info, seed_everything
 from .config import MgiConfig
 from .dataset import PatchSet, TrainBatches, predict_rows
 from .fusion import choose_weight
@@ -34,32 +37,14 @@ XYZ = ["coordX", "coordY", "coordZ"]
 
 def load_mgicnn(path: str | os.PathLike, compile: bool = False) -> keras.Model:
     """Load an MGI-CNN saved as `.keras`; ModelMissingError (missing) or DataError (unreadable) naming the fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelMissingError(f"{path}: no trained MGI-CNN here; `python 3DCNN/train.py` makes it "
-                                "(after `python 3DCNN/preprocess.py`), or `lungnodule demo` for the demo models")
-    try:
-        return keras.models.load_model(path, compile=compile)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
-        raise DataError(path, f"corrupt or unreadable MGI-CNN checkpoint ({type(exc).__name__}: {exc}); "
-                              "delete it and run `python 3DCNN/train.py` again") from None
+    return load_model(path, "MGI-CNN", "run `python 3DCNN/train.py` (after `python 3DCNN/preprocess.py`), or "
+                                       "`lungnodule demo` for the demo models", compile)
 
 
 def _bce(labels: np.ndarray, prob: np.ndarray) -> float:
     """Mean binary cross-entropy of probabilities `prob` against 0/1 `labels` (clipped as Keras does)."""
     p = np.clip(prob, 1e-7, 1 - 1e-7)
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-
-
-def threshold_at_fps(result, fps_per_scan: float) -> float:
-    """The score threshold of a FROC curve (:class:`~lungnodule.evaluation.FrocResult`) at the last point with
-    at most `fps_per_scan` false positives per scan (the curve's highest finite threshold when none is)."""
-    fps, thr = np.asarray(result.fps), np.asarray(result.thresholds, np.float64)
-    ok = np.flatnonzero((fps <= fps_per_scan) & np.isfinite(thr) & (thr > -1e8))
-    if len(ok):
-        return float(thr[ok[-1]])
-    finite = thr[np.isfinite(thr) & (thr > -1e8)]
-    return float(finite.max()) if len(finite) else 0.5
 
 
 def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, annotations: pd.DataFrame,
@@ -78,6 +63,7 @@ def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, anno
     results = val.rows.loc[ev, ["seriesuid", *XYZ]].assign(probability=prob[ev])
     froc = evaluate_cad(annotations, excluded, uids, results, n_bootstrap=n_bootstrap, seed=config.seed)
     out["val_cpm"] = froc.cpm
+    out["val_cpm_stable"] = froc.cpm_stable
     out["_froc"] = froc
     out["_eval_rows"] = val.rows.loc[ev].assign(probability=prob[ev])
     return out
@@ -102,20 +88,24 @@ class _EpochEnd(keras.callbacks.Callback):
             _key(r, self.config) for _, r in self.history.iterrows())
         self.history = pd.concat([self.history, row], ignore_index=True) if len(self.history) else row
         if improved:
-            _save_model(self.model, self.fold_dir / "best.keras")
-        _save_model(self.model, self.fold_dir / "last.keras")
+            save_model(self.model, self.fold_dir / "best.keras")
+        save_model(self.model, self.fold_dir / "last.keras")
         save_csv(self.fold_dir / "history.csv", self.history)  # last: its rows are the resume point
         print(f"  epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.3f}"
               f" | val loss {scores['val_loss']:.4f} acc {scores['val_accuracy']:.3f} AUC {scores['val_auc']:.3f}"
-              f" CPM {scores['val_cpm']:.3f}{' (best)' if improved else ''}", flush=True)
+              f" CPM {scores['val_cpm']:.3f} (stable {scores['val_cpm_stable']:.3f})"
+              f"{' (best)' if improved else ''}", flush=True)
         if self.on_epoch is not None:
             self.on_epoch()
 
 
 def _key(row, config: MgiConfig) -> tuple:
-    """Selection key of a history row (larger is better): (validation CPM, -loss), or (-loss,)."""
+    """Selection key of a history row (larger is better): (validation stable CPM, -loss), or (-loss,).
+
+    The stable CPM, not the leaderboard reading, which jumps on a validation subset's few scans."""
     loss = -float(row["val_loss"])
-    return (float(row["val_cpm"]), loss) if config.select_by == "cpm" else (loss,)
+    stable = row["val_cpm_stable"] if "val_cpm_stable" in row else row["val_cpm"]  # histories from before it
+    return (float(stable), loss) if config.select_by == "cpm" else (loss,)
 
 
 def best_epoch(history: pd.DataFrame, config: MgiConfig) -> int:
@@ -161,13 +151,13 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
 
     Returns the fold's train.json content: best epoch, its validation scores, the operating threshold.
     """
-    test = int(fold["test"][0])
-    if test in fold["train"] or test in fold["val"] or set(fold["train"]) & set(fold["val"]):
-        raise ValueError(f"fold {fold}: the test subset must not be in train or val, nor val in train")
+    test = int(fold["test"][0])  # a fold is named by its (first) test subset
+    if set(fold["test"]) & (set(fold["train"]) | set(fold["val"])) or set(fold["train"]) & set(fold["val"]):
+        raise ValueError(f"fold {fold}: a test subset must not be in train or val, nor val in train")
     work_dir = Path(work_dir)
     fold_dir = work_dir / f"fold{test}"
     fold_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed + test)
+    seed_everything(config.seed + test)
     dataset = LunaDataset(data_root)
     annotations = dataset.annotations
     excluded = dataset.excluded
@@ -185,7 +175,8 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     # Two threads cut and zoom the augmented patches while the model trains; a batch depends only on its
     # index and epoch, so the stream does not depend on the threads.
     data = TrainBatches(train_set, config, epoch=initial_epoch, workers=2)
-    meta = {"config": config.to_dict(), "seed": config.seed, "fold": fold, "resumed_from_epoch": initial_epoch,
+    meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed + test), "fold": fold,
+            "resumed_from_epoch": initial_epoch,
             "train_candidates": int(len(data.negative_idx) + len(data.positive_idx)),
             "train_positives": int(len(data.positive_idx)), "samples_per_epoch": int(data.steps * config.batch_size),
             "val_candidates": int(len(val_set))}
@@ -206,8 +197,10 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
                                val_set.uids)
         weight, froc = fusion["weight"], fusion.pop("froc")
         meta["fusion"] = fusion
-        print(f"  fusion: U-Net weight {weight:g} chosen on validation (CPM {fusion['cpm']:.3f}; "
-              f"MGI-CNN alone {scores['val_cpm']:.3f})", flush=True)
+        print(f"  fusion: U-Net weight {weight:g} chosen on validation (stable CPM {fusion['cpm_stable']:.3f}; "
+              f"MGI-CNN alone {scores['val_cpm_stable']:.3f}); with one validation nodule left out in turn, the "
+              f"choice is the same {fusion['leave_one_out']['same_choice']} of {fusion['leave_one_out']['nodules']} "
+              "times", flush=True)
     threshold = threshold_at_fps(froc, config.operating_fps_per_scan)
     meta.update({"epochs": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]) + 1,
                  "selected_by": f"validation {config.select_by} on subset {fold['val']}",
@@ -230,7 +223,8 @@ def train(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     histories, selected = {}, {}
     for fold in config.folds(dataset.subsets):
         test = fold["test"][0]
-        print(f"MGI-CNN fold: test subset {test}, validation {fold['val']}, train {fold['train']}", flush=True)
+        print(f"MGI-CNN fold: test subset(s) {fold['test']}, validation {fold['val']}, train {fold['train']}",
+              flush=True)
         out["folds"][test] = train_fold(config, data_root, work_dir, fold, resume=resume, verbose=verbose)
         histories[test] = pd.read_csv(Path(work_dir) / f"fold{test}" / "history.csv")
         selected[test] = out["folds"][test]["best_epoch"]

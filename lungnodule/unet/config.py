@@ -15,7 +15,7 @@ class UnetConfig:
     """All U-Net stage settings; defaults reproduce the original (reference section 2 and section 8)."""
 
     # Data and folds.
-    test_subset: int = 9
+    test_subsets: tuple = (9,)
     val_subset: int = 8
     seed: int = 0
     # Preprocessing: axial slices windowed to [hu_min, hu_max] -> [0, 1], resized to image_size.
@@ -105,7 +105,7 @@ PRESETS: dict[str, UnetConfig] = {
     # (a 4 mm nodule covers only 3 px at 1.35 mm per pixel). Augmentation distances are the original's
     # scaled by 256 / 320.
     "demo": UnetConfig(
-        test_subset=4, val_subset=3, image_size=256, base_filters=8, growth_step=8,
+        test_subsets=(4,), val_subset=3, image_size=256, base_filters=8, growth_step=8,
         image_interpolation="linear", negative_slices_per_scan=24, context_slices=2, mask_min_radius_px=2.5,
         optimizer="adam",
         bce_weight=1.0, positive_weight=50.0, nodule_balance=1.0, positive_slice_fraction=0.5, batch_size=8,
@@ -116,9 +116,11 @@ PRESETS: dict[str, UnetConfig] = {
     ),
     # For tests: seconds.
     "tiny": UnetConfig(
-        test_subset=2, val_subset=1, image_size=32, base_filters=4, growth_step=4,
+        test_subsets=(2,), val_subset=1, image_size=32, base_filters=4, growth_step=4,
         image_interpolation="linear", negative_slices_per_scan=2, batch_size=4, epochs=2, steps_per_epoch=3,
         validation_steps=1, elastic_alpha=12.8, elastic_sigma=1.5, shift_px=3, max_candidates=20,
         predict_batch_size=16,
     ),
 }
+# The bench preset (`lungnodule demo --preset bench`): the demo's settings on the larger bench dataset.
+PRESETS["bench"] = PRESETS["demo"]

@@ -17,7 +17,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
-from ..evaluation import hit_pairs
+from ..evaluation import split_metrics
+from ..handoff import UNET_RESULTS, unet_candidates_path
 from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
 from .config import UnetConfig
@@ -25,26 +26,6 @@ from .inference import extract_candidates, predict_volume
 from .training import load_unet, trained_input_config
 
 XYZ = ["coordX", "coordY", "coordZ"]
-
-
-def nodule_hits(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
-    """For each row of `annotations`, whether any candidate of the same series lies strictly within its radius.
-
-    The LUNA16 hit criterion (distance < diameter / 2, world mm; a negative diameter means 10 mm).
-    """
-    hits = np.zeros(len(annotations), dtype=bool)
-    hits[hit_pairs(candidates, annotations)[1]] = True
-    return hits
-
-
-def split_metrics(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: list[str]) -> dict:
-    """Candidate sensitivity (LUNA16 hit criterion), nodules, hits and candidates per scan over the scans `uids`."""
-    ann = annotations[annotations["seriesuid"].isin(uids)]
-    cands = candidates[candidates["seriesuid"].isin(uids)]
-    hits = nodule_hits(cands, ann)
-    return {"scans": len(uids), "nodules": int(len(ann)), "nodules_hit": int(hits.sum()),
-            "candidate_sensitivity": float(hits.mean()) if len(ann) else float("nan"),
-            "candidates_per_scan": len(cands) / max(len(uids), 1), "candidates": int(len(cands))}
 
 
 def _choose_threshold(table: pd.DataFrame) -> float:
@@ -114,7 +95,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
 
     work_dir = Path(work_dir)
     dataset = LunaDataset(data_root)
-    folds = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    folds = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     model_path = Path(model_path) if model_path else work_dir / "best.keras"
     model = load_unet(model_path)
     config = trained_input_config(config, model_path)
@@ -162,17 +143,15 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
                 if split == "test" and len(panels) < n_panels and len(ann):
                     panels.append(_figure_panel(volume, uid, ann, cands))
         cands = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seriesuid", *XYZ, "probability"])
-        path = work_dir / f"candidates_unet_{split}.csv"
+        path = unet_candidates_path(work_dir, split)
         save_csv(path, cands)  # results columns first, then diameter and voxel centroid
         metrics = split_metrics(cands, annotations, uids)
         metrics["path"] = str(path)
         if split == "test":
-            write_results(work_dir / "candidates_unet.csv", cands)
+            write_results(work_dir / UNET_RESULTS, cands)
             result = evaluate_cad(annotations, excluded, uids, cands, n_bootstrap=n_bootstrap, seed=config.seed)
             write_evaluation(result, work_dir / "froc_test", "unet")
-            metrics.update({"cpm": result.cpm, "cpm_ci95": list(result.cpm_ci95) if result.cpm_ci95 else None,
-                            "cpm_interpolated": result.cpm_interpolated, "sensitivities": result.sensitivities,
-                            "froc_dir": str(work_dir / "froc_test")})
+            metrics.update({**result.metrics(), "froc_dir": str(work_dir / "froc_test")})
         out["splits"][split] = metrics
     if results_dir is not None and "test" in splits:
         figure = Path(results_dir) / "Unet_results.png"
@@ -181,39 +160,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
         out["figure"] = str(figure)
     if "test" in out["splits"]:
         out.update({k: out["splits"]["test"][k] for k in
-                    ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "scans", "nodules")})
+                    ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "cpm_stable",
+                     "cpm_stable_ci95", "scans", "nodules", "warnings")})
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))
     return out
-
-
-def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
-                   seed: int = 0, preset: str = "demo", n_bootstrap: int = 1000) -> dict:
-    """The U-Net stage of `lungnodule demo`: preprocess, train from scratch and test with the `preset` config.
-
-    Writes into `work_dir/unet/` (slices, models, candidates for every split, detection.json) and
-    `results_dir` (Unet_loss.png, Unet_results.png). Returns the test subset's metrics (candidate
-    sensitivity, candidates per scan, CPM with its 95% CI), the threshold chosen on validation, the
-    best validation Dice and each step's wall time.
-    """
-    import time
-
-    from .config import PRESETS
-    from .preprocess import preprocess
-    from .training import train
-
-    config = PRESETS[preset].replace(seed=int(seed))
-    unet_dir = Path(work_dir) / "unet"
-    timings = {}
-    t0 = time.perf_counter()
-    preprocess(config, data_root, unet_dir, progress=False)
-    timings["unet_preprocess"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trained = train(config, unet_dir, results_dir, resume=False, verbose=2)
-    timings["unet_train"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics = test(config, data_root, unet_dir, results_dir, n_bootstrap=n_bootstrap, progress=False)
-    timings["unet_test"] = time.perf_counter() - t0
-    keys = ("candidate_sensitivity", "candidates_per_scan", "cpm", "cpm_ci95", "scans", "nodules", "threshold")
-    return {**{k: metrics[k] for k in keys}, "best_val_dice": trained["best_val_dice"],
-            "best_epoch": trained["best_epoch"], "epochs": trained["epochs"], "timings": timings,
-            "details": str(unet_dir / "test_metrics.json")}

@@ -126,7 +126,7 @@ def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, 
     """
     dataset = LunaDataset(data_root)
     work_dir = Path(work_dir)
-    folds = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    folds = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     cache = work_dir / "cache" / _fingerprint(config)
     cache.mkdir(parents=True, exist_ok=True)
     summary = {"data_root": str(data_root), "folds": folds, "config": config.to_dict(), "seed": config.seed,

@@ -16,8 +16,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, save_csv, save_figure, write_text
-from ..errors import DataError, ModelMissingError
+from ..atomic import save_csv, save_figure, write_text
+from ..errors import DataError
+from ..keras_io import load_model, save_model
+from ..provenance import run_info, seed_everything
 from .config import UnetConfig
 from .dataset import SliceBatches, load_split
 from .losses import SegmentationLoss, dice_coefficient, dice_loss
@@ -31,17 +33,9 @@ def load_unet(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
     `python Unet/train.py` makes the model. `compile=True` restores the optimiser state too.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelMissingError(f"{path}: no trained U-Net here; `python Unet/train.py` makes it "
-                                "(after `python Unet/preprocess.py`)")
-    try:
-        return keras.models.load_model(path, compile=compile,
-                                       custom_objects={"dice_loss": dice_loss, "dice_coefficient": dice_coefficient,
-                                                       "SegmentationLoss": SegmentationLoss})
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
-        raise DataError(path, f"corrupt or unreadable U-Net checkpoint ({type(exc).__name__}: {exc}); "
-                        "delete it and run `python Unet/train.py` again") from None
+    return load_model(path, "U-Net", "run `python Unet/train.py` (after `python Unet/preprocess.py`)", compile,
+                      {"dice_loss": dice_loss, "dice_coefficient": dice_coefficient,
+                       "SegmentationLoss": SegmentationLoss})
 
 
 # Settings that define what the network sees; inference must use the values it was trained with.
@@ -61,18 +55,6 @@ def trained_input_config(config: UnetConfig, model_path: str | os.PathLike) -> U
     return config.replace(**{k: trained[k] for k in INPUT_FIELDS if k in trained})
 
 
-def _save_model(model: keras.Model, path: Path) -> None:
-    # Keras needs the .keras suffix on the file it writes; the temp name keeps it.
-    with atomic_path(path) as tmp:
-        target = tmp.with_name(tmp.name + ".keras")
-        try:
-            model.save(target)
-            os.replace(target, tmp)
-        finally:
-            if target.exists():
-                target.unlink()
-
-
 class _Checkpoints(keras.callbacks.Callback):
     """Each epoch: append the logs to history.csv, save last.keras, and best.keras when validation Dice improves."""
 
@@ -86,8 +68,8 @@ class _Checkpoints(keras.callbacks.Callback):
         self.history = pd.concat([self.history, row], ignore_index=True) if len(self.history) else row
         if logs.get(MONITOR, -np.inf) > self.best:
             self.best = logs[MONITOR]
-            _save_model(self.model, self.work_dir / "best.keras")
-        _save_model(self.model, self.work_dir / "last.keras")
+            save_model(self.model, self.work_dir / "best.keras")
+        save_model(self.model, self.work_dir / "last.keras")
         # History last: its row count is the resume point, so it never runs ahead of last.keras.
         save_csv(self.work_dir / "history.csv", self.history)
         if self.on_epoch is not None:
@@ -135,7 +117,7 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
         raise ValueError(f"positive_slice_fraction must be in [0, 1), got {config.positive_slice_fraction}")
     if config.train_crop_size % 32:
         raise ValueError(f"train_crop_size must be a multiple of 32 (five poolings), got {config.train_crop_size}")
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     x_train, y_train = load_split(work_dir / "train")
     x_val, y_val = load_split(work_dir / "val")
     # The slices define the input: size and channels as preprocessed, recorded in train.json for inference.
@@ -169,7 +151,8 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     if results_dir is not None:
         plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
     callback = _Checkpoints(work_dir, history, best, plot)
-    meta = {"config": config.to_dict(), "seed": config.seed, "initial_weights": str(initial_weights or ""),
+    meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed),
+            "initial_weights": str(initial_weights or ""),
             "resumed_from_epoch": initial_epoch, "train_slices": int(len(x_train)), "val_slices": int(len(x_val))}
     write_text(work_dir / "train.json", json.dumps(meta, indent=2))
     if initial_epoch < config.epochs:

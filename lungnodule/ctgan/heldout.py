@@ -28,55 +28,9 @@ from ..intensity import window_hu
 from ..luna import ANNOTATION_COLUMNS, LunaDataset, fold_split
 from ..volume import Volume, write_volume
 from .config import CTGANConfig
-from .dataset import trainset_dir
-from .sites import healthy_sites
+from .sites import injection_diameter, injection_sites, scan_findings, site_annotations, site_mean_hu
 from .tampering import TamperModel, tamper, tamper_marks
 from .training import load_generator
-
-
-def site_mean_hu(volume: Volume, point_xyz, radius_mm: float = 5.0) -> float:
-    """Mean HU of the voxels within `radius_mm` of a world point (x, y, z)."""
-    c = volume.world_to_voxel(point_xyz)
-    r = radius_mm / volume.spacing_zyx
-    lo = np.maximum(np.floor(c - r).astype(int), 0)
-    hi = np.minimum(np.ceil(c + r).astype(int) + 1, np.asarray(volume.shape))
-    block = volume.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
-    zz, yy, xx = np.meshgrid(*[(np.arange(a, b) - cc) * s for a, b, cc, s in zip(lo, hi, c, volume.spacing_zyx)],
-                             indexing="ij")
-    inside = zz ** 2 + yy ** 2 + xx ** 2 <= radius_mm ** 2
-    return float(block[inside].mean()) if inside.any() else float("nan")
-
-
-def injection_diameter(ctgan_dir: str | os.PathLike, dataset: LunaDataset, train_subsets: list[int]) -> float:
-    """Diameter (mm) recorded for an injected nodule: the median of the injector's training nodules (it draws a
-    typical one of them), read from `<ctgan_dir>/inject/sites.csv`; the annotated nodules of `train_subsets`
-    when the models came without it; 6 mm when there are none."""
-    sites_csv = trainset_dir(ctgan_dir, "inject") / "sites.csv"
-    if sites_csv.is_file():
-        nodules = pd.read_csv(sites_csv, dtype={"seriesuid": str})
-        nodules = nodules[nodules["split"] == "train"]
-    else:
-        nodules = dataset.annotations[dataset.annotations["seriesuid"].isin(dataset.uids_in(train_subsets))]
-    return float(nodules["diameter_mm"].median()) if len(nodules) else 6.0
-
-
-def scan_findings(annotations: pd.DataFrame, excluded: pd.DataFrame, uid: str) -> pd.DataFrame:
-    """The annotated and excluded findings of scan `uid` (world mm): what injection sites keep clear of."""
-    return pd.concat([annotations[annotations["seriesuid"] == uid], excluded[excluded["seriesuid"] == uid]])
-
-
-def injection_sites(volume: Volume, findings: pd.DataFrame, config: CTGANConfig,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Up to `config.inject_per_scan` healthy lung sites (N, 3) world (x, y, z) mm for injection; see
-    :func:`~lungnodule.ctgan.sites.healthy_sites` (clearance and lung margin from `config`)."""
-    return healthy_sites(volume, findings, config.inject_per_scan, rng, config.clearance_mm, config.lung_margin_mm)
-
-
-def site_annotations(uid: str, points_xyz: np.ndarray, diameter_mm: float) -> pd.DataFrame:
-    """Annotation rows (:data:`~lungnodule.luna.ANNOTATION_COLUMNS`) of injected nodules at world points (N, 3)."""
-    points_xyz = np.asarray(points_xyz, np.float64).reshape(-1, 3)
-    return pd.DataFrame({"seriesuid": uid, "coordX": points_xyz[:, 0], "coordY": points_xyz[:, 1],
-                         "coordZ": points_xyz[:, 2], "diameter_mm": float(diameter_mm)}, columns=ANNOTATION_COLUMNS)
 
 
 def _panel(volume: Volume, point_xyz, half_mm: float = 32.0) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +77,7 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     `<work_dir>/test.json` and `Results/GAN_results.png` (`n_examples` injections and removals).
     """
     dataset = LunaDataset(data_root)
-    split = fold_split(dataset.subsets, test=config.test_subset, val=config.val_subset)
+    split = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     uids = dataset.uids_in(split["test"])
     if config.test_scans:
         uids = uids[:config.test_scans]
@@ -178,7 +132,7 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
     figure = Path(results_dir) / "GAN_results.png"
     if shown:
         plot_results(shown, figure)
-    summary = {"test_subset": split["test"], "scans": len(uids), "seed": config.seed,
+    summary = {"test_subsets": split["test"], "scans": len(uids), "seed": config.seed,
                "tampered_root": str(tampered_root) if write_scans else None, "figure": str(figure) if shown else None}
     for mode in ("inject", "remove"):
         s = sites[sites["mode"] == mode] if len(sites) else sites
@@ -248,48 +202,3 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
         out["clean_inject_sites_detected"] = frac(inj["detected_before"])
         out["clean_nodules_detected"] = frac(rem["detected_before"])
     return out
-
-
-def run_demo_stage(data_root: str | os.PathLike, work_dir: str | os.PathLike, results_dir: str | os.PathLike,
-                   seed: int = 0, preset: str = "demo", progress: bool = False) -> dict:
-    """The CT-GAN stage of `lungnodule demo`: build both training sets, train both GANs, tamper the test subset.
-
-    Uses the `preset` config (demo: 8 filters, a few epochs; train subsets 0-2, validation 3, test 4 of
-    the synthetic demo dataset) with `seed`. Trains from scratch (no resume). Writes under `work_dir`
-    (training sets, models, tampered scans: `<work_dir>/tampered/{inject,remove}` in LUNA16 layout, for
-    :func:`detection_rates`) and into `results_dir`: `GAN_loss_curve.png`, `GAN_progress_inject.png`,
-    `GAN_progress_remove.png`, `GAN_results.png`. Returns a JSON-friendly dict: `timings` (seconds per
-    step), `metrics` (validation L1 over the whole cube and inside the in-painted mask, in normalised
-    units, per GAN; mean HU within 5 mm of the sites before and after; mean seconds to tamper one site),
-    `figures`, `tampered_root`, `config` and `seed`.
-    """
-    from .config import PRESETS
-    from .dataset import build_trainset
-    from .training import train
-
-    config = PRESETS[preset].replace(seed=int(seed))
-    timings, metrics, trainsets = {}, {}, {}
-    for mode in ("inject", "remove"):
-        started = time.perf_counter()
-        trainsets[mode] = build_trainset(config, data_root, work_dir, mode, progress=progress)
-        timings[f"ctgan_preprocess_{mode}"] = time.perf_counter() - started
-    for mode in ("inject", "remove"):
-        started = time.perf_counter()
-        r = train(config, work_dir, results_dir, mode, resume=False, verbose=1 if progress else 0)
-        timings[f"ctgan_train_{mode}"] = time.perf_counter() - started
-        final = r["final"]
-        metrics[mode] = {"train_sites": trainsets[mode]["train_sites"], "train_cubes": trainsets[mode]["train_cubes"],
-                         "val_cubes": trainsets[mode]["val_cubes"], "epochs": r["epochs"],
-                         "val_l1": final.get("val_g_l1"), "val_mask_l1": final.get("val_mask_l1"),
-                         "d_loss": final.get("d_loss"), "g_loss": final.get("g_loss")}
-    started = time.perf_counter()
-    tested = test(config, data_root, work_dir, results_dir, progress=progress)
-    timings["ctgan_test"] = time.perf_counter() - started
-    for mode in ("inject", "remove"):
-        metrics[mode].update({f"test_{k}": v for k, v in tested[mode].items()})
-    results = Path(results_dir)
-    figures = [str(results / n) for n in ("GAN_loss_curve.png", "GAN_progress_inject.png", "GAN_progress_remove.png",
-                                          "GAN_results.png") if (results / n).exists()]
-    return {"seed": int(seed), "preset": preset, "timings": {k: round(v, 2) for k, v in timings.items()},
-            "metrics": metrics, "figures": figures, "tampered_root": tested["tampered_root"],
-            "config": config.to_dict()}

@@ -1,0 +1,48 @@
+"""Saving and loading Keras models for every stage: atomic saves, safe-mode loads, errors that say the fix.
+
+A `.keras` file is written under a temporary name beside its destination and renamed, so an interrupted
+save never leaves half a model. Loading uses Keras' safe mode (no arbitrary code from the file): a missing
+file raises :class:`~lungnodule.errors.ModelMissingError` and an unreadable one
+:class:`~lungnodule.errors.DataError`, each naming the command that makes the model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import keras
+
+from .atomic import atomic_path
+from .errors import DataError, ModelMissingError
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save `model` to `path` (`.keras`) atomically."""
+    path = Path(path)
+    # Keras needs the .keras suffix on the file it writes; the temporary name keeps it.
+    with atomic_path(path) as tmp:
+        target = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(target)
+            os.replace(target, tmp)
+        finally:
+            if target.exists():
+                target.unlink()
+
+
+def load_model(path: str | os.PathLike, what: str, fix: str, compile: bool = False,
+               custom_objects: Mapping[str, object] | None = None) -> keras.Model:
+    """Load the `what` model (e.g. "U-Net") saved at `path` in safe mode; `fix` says which command makes it.
+
+    `compile=True` restores the optimiser state too (to resume training)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMissingError(f"{path}: no trained {what} here; {fix}")
+    try:
+        return keras.saving.load_model(path, compile=compile, custom_objects=dict(custom_objects or {}),
+                                       safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise DataError(path, f"corrupt or unreadable {what} checkpoint ({type(exc).__name__}: {exc}); delete it "
+                              f"and {fix[0].lower() + fix[1:]}") from None
