@@ -24,6 +24,7 @@ import pandas as pd
 
 from .atomic import save_csv, save_figure
 from .errors import DataError, ModelMissingError
+from .progress import track
 from .volume import Volume, check_ct, read_volume  # noqa: F401  (check_ct: detect's CT check)
 
 RESULT_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
@@ -42,6 +43,7 @@ class Detector:
     mgicnn_config: object
     threshold: float
     fusion_weight: float = 0.0  # U-Net weight of the fused score (mgicnn.fusion); 0 = MGI-CNN alone
+    operating_point: dict | None = None  # the stage-1 candidates the final score ranks (mgicnn.operating)
 
 
 def _read_json(path: Path, fix: str) -> dict:
@@ -71,6 +73,8 @@ def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
     unet_config = (UnetConfig.from_dict(_read_json(train_json, unet_fix).get("config", {}))
                    if train_json.is_file() else UNET_PRESETS["paper"])
     det = _read_json(unet_dir / "detection.json", unet_fix)
+    unet_config = unet_config.replace(**{k: det[k] for k in ("candidate_mode", "peak_radius_mm", "score",
+                                                             "min_component_voxels") if k in det})
     mgi_fix = ("`python 3DCNN/preprocess.py`, `python 3DCNN/train.py` and `python 3DCNN/test.py` make it "
                "(or `lungnodule demo` for the demo models)")
     mdet = _read_json(mgicnn_dir / "detection.json", mgi_fix)
@@ -82,7 +86,8 @@ def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
     return Detector(unet=unet, unet_config=unet_config, unet_threshold=float(det["threshold"]),
                     unet_max_candidates=int(det.get("max_candidates", unet_config.max_candidates)),
                     mgicnn=mgicnn, mgicnn_config=MgiConfig.from_dict(mdet.get("config", {})),
-                    threshold=float(mdet["threshold"]), fusion_weight=float(mdet.get("fusion_weight", 0.0)))
+                    threshold=float(mdet["threshold"]), fusion_weight=float(mdet.get("fusion_weight", 0.0)),
+                    operating_point=mdet.get("operating_point"))
 
 
 def scan_uid(path: str | os.PathLike) -> str:
@@ -106,20 +111,23 @@ def detect_volume(detector: Detector, volume: Volume) -> pd.DataFrame:
     """Every stage-1 candidate of one volume, scored by the MGI-CNN: world (x, y, z) mm, `probability` (the
     final score: the MGI-CNN's, fused with the U-Net's when the detector has a fusion weight),
     `mgicnn_probability`, `unet_probability`, `diameter_mm`, voxel centroid (z, y, x); best first."""
-    from .mgicnn.dataset import as_inputs
+    from .mgicnn.dataset import predict_scales
     from .mgicnn.fusion import fuse
+    from .mgicnn.operating import keep
     from .mgicnn.patches import candidate_scales
     from .unet.inference import detect_candidates
 
     cands = detect_candidates(detector.unet, volume, detector.unet_config, threshold=detector.unet_threshold,
                               max_candidates=detector.unet_max_candidates)
     cands = cands.rename(columns={"probability": "unet_probability"})
+    if detector.operating_point and len(cands):
+        op = detector.operating_point
+        cands = cands[keep(cands.assign(seriesuid=""), op["threshold"], op["max_candidates"])]
     if len(cands):
         c = detector.mgicnn_config
         scales = candidate_scales(volume, cands[["coordX", "coordY", "coordZ"]].to_numpy(np.float64),
-                                  c.hu_min, c.hu_max, c.spline_order)
-        prob = detector.mgicnn.predict(as_inputs(scales), batch_size=c.predict_batch_size, verbose=0)
-        cands["mgicnn_probability"] = np.asarray(prob, np.float64)[:, 0]
+                                  c.hu_min, c.hu_max, c.spline_order, patch_spacing_mm=c.patch_spacing_mm)
+        cands["mgicnn_probability"] = predict_scales(detector.mgicnn, scales, c.predict_batch_size, c.tta_flips)
         cands["probability"] = fuse(cands["mgicnn_probability"], cands["unet_probability"], detector.fusion_weight)
     else:
         cands["mgicnn_probability"] = cands["probability"] = pd.Series(dtype=np.float64)
@@ -188,8 +196,6 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
     when every scan succeeded (reports are drawn in a temporary folder and moved in at the end). Returns the
     rows written.
     """
-    from tqdm.auto import tqdm
-
     from .atomic import atomic_dir
     from .outputs import check_file_output, check_outputs
     from .volume import read_geometry
@@ -212,7 +218,7 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
     thr = detector.threshold if threshold is None else float(threshold)
     frames = []
     with atomic_dir(report_dir) as reports:  # moved into report_dir only if every scan succeeds
-        for uid, s in tqdm(list(uids.items()), desc="detect", unit="scan", disable=not progress):
+        for uid, s in track(list(uids.items()), "detect", enabled=progress):
             volume = read_volume(s)  # one scan in memory at a time; checked to be a CT in HU
             scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
             findings = scored[scored["probability"] >= thr]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 import keras
+import numpy as np
 
 from .atomic import atomic_path
 from .errors import DataError, ModelMissingError
@@ -46,3 +47,23 @@ def load_model(path: str | os.PathLike, what: str, fix: str, compile: bool = Fal
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
         raise DataError(path, f"corrupt or unreadable {what} checkpoint ({type(exc).__name__}: {exc}); delete it "
                               f"and {fix[0].lower() + fix[1:]}") from None
+
+
+def predict_fixed(model: keras.Model, inputs, batch_size: int) -> np.ndarray:
+    """`model`'s output for `inputs` (an array, or a dict of arrays of equal length) in batches of exactly
+    `batch_size`: the last one is padded and cut, so the predict function is traced once for every call
+    (Keras' `predict` traces again for each new final-batch size, which is slow and warns)."""
+    arrays = inputs if isinstance(inputs, dict) else {"_": inputs}
+    n = len(next(iter(arrays.values())))
+    outs = []
+    for start in range(0, n, batch_size):
+        batch = {k: np.asarray(v[start:start + batch_size]) for k, v in arrays.items()}
+        short = batch_size - len(next(iter(batch.values())))
+        if short:
+            batch = {k: np.concatenate([v, np.zeros((short, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+        x = batch if isinstance(inputs, dict) else batch["_"]
+        out = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        outs.append(out[:batch_size - short])
+    if not outs:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return np.concatenate(outs)

@@ -281,3 +281,73 @@ def test_scripts_constants_are_the_paper_preset(name):
     assert args.work_dir == "data/work/mgicnn"
     if "TEST_SUBSETS" in constants:
         assert args.test_subsets == PRESETS["demo"].test_subsets
+
+
+def test_resampled_patches_are_trilinear_samples_in_mm():
+    from scipy.ndimage import map_coordinates
+
+    from lungnodule.intensity import window_hu
+    from lungnodule.mgicnn.patches import PATCH_SHAPE, resampled_patches
+
+    rng = np.random.default_rng(0)
+    hu = rng.integers(-1000, 400, (30, 50, 60)).astype(np.int16)
+    windowed = window_hu(hu)
+    centres = np.array([[15.2, 24.7, 30.1], [1.0, 2.0, 58.5]])  # the second one hangs over the edges
+    spacing, target = (2.5, 1.4, 1.4), (2.0, 1.0, 1.0)
+    got = resampled_patches(windowed, centres, spacing, target)
+    for c, patch in zip(centres, got):
+        axes = [c[i] + (np.arange(n) - (n - 1) / 2) * target[i] / spacing[i] for i, n in enumerate(PATCH_SHAPE)]
+        grid = np.meshgrid(*axes, indexing="ij")
+        ref = map_coordinates(windowed, grid, order=1, mode="grid-constant", cval=0.0)  # air outside
+        np.testing.assert_allclose(patch, ref, atol=1e-5)
+
+
+def test_resampled_patches_look_the_same_at_any_voxel_size():
+    from lungnodule.mgicnn.patches import candidate_scales
+    from lungnodule.volume import Volume
+
+    def ball(spacing_zyx):
+        shape = np.rint(np.array([60.0, 60.0, 60.0]) / spacing_zyx).astype(int)
+        grids = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing_zyx)], indexing="ij")
+        hu = np.where(sum(g ** 2 for g in grids) <= 5.0 ** 2, 40, -900).astype(np.int16)
+        return Volume(hu, spacing=spacing_zyx[::-1])
+
+    fine, coarse = ball(np.array([0.625, 0.7, 0.7])), ball(np.array([2.5, 1.4, 1.4]))
+    at = lambda v: v.voxel_to_world((np.asarray(v.shape) - 1) / 2)  # noqa: E731  the ball's centre
+    native = [candidate_scales(v, at(v)[None])[0] for v in (fine, coarse)]
+    mm = [candidate_scales(v, at(v)[None], patch_spacing_mm=(2.0, 1.0, 1.0))[0] for v in (fine, coarse)]
+    # Native patches show a 10 mm ball at two different sizes; resampled ones at one size.
+    assert abs(native[0].mean() - native[1].mean()) > 3 * abs(mm[0].mean() - mm[1].mean())
+    assert np.abs(mm[0] - mm[1]).mean() < 0.05
+
+
+def test_operating_point_keeps_the_best_validation_candidates():
+    from lungnodule.mgicnn.operating import choose_operating_point, keep
+
+    cands = pd.DataFrame({"seriesuid": ["a"] * 4 + ["b"] * 3, "unet_probability": [0.9, 0.5, 0.2, 0.01, 0.8, 0.3, 0.05]})
+    np.testing.assert_array_equal(keep(cands, 0.1, None), [1, 1, 1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(keep(cands, 0.0, 2), [1, 1, 0, 0, 1, 1, 0])
+    # 8 scans, one nodule each, found only by a candidate of low U-Net probability that the final score
+    # ranks first; 10 false positives per scan: a low threshold wins, and the curve reaches 8 FP/scan.
+    uids = [f"s{i}" for i in range(8)]
+    ann = pd.DataFrame({"seriesuid": uids, "coordX": 0.0, "coordY": 0.0, "coordZ": 0.0, "diameter_mm": 6.0})
+    rows = []
+    for u in uids:
+        rows.append([u, 0.0, 0.0, 0.0, 0.02])
+        rows += [[u, 50.0 + 10 * k, 0.0, 0.0, 0.5 + 0.01 * k] for k in range(10)]
+    cands = pd.DataFrame(rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "unet_probability"])
+    score = np.where(cands["coordX"] == 0, 0.99, 0.1)
+    point = choose_operating_point(cands, score, (0.01, 0.1), (5, 20), ann, None, uids)
+    assert point["threshold"] == 0.01 and point["max_candidates"] == 20 and point["cpm_stable"] == 1.0
+    assert point["reaches_8_fps"] and len(point["table"]) == 4
+
+
+def test_fixed_batches_trace_the_predict_function_once():
+    from lungnodule.keras_io import predict_fixed
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    x = np.random.default_rng(0).random((37, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(x))
+    for n in (37, 5, 16, 1):  # every length, including a partial last batch
+        np.testing.assert_allclose(predict_fixed(model, x[:n], 16), expected[:n], atol=1e-6)

@@ -375,3 +375,42 @@ def test_training_batches_do_not_depend_on_data_threads():
         runs.append(sorted(seen))
     assert runs[0] == runs[1]
     assert len({e for e, _, _ in runs[0]}) >= 3  # every epoch drew a new stream
+
+
+def test_peaks_keep_a_faint_nodule_beside_a_bright_blob_that_components_merge():
+    from lungnodule.unet.inference import extract_candidates, extract_peaks
+    from lungnodule.volume import Volume
+
+    shape = (20, 48, 48)
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    prob = 0.9 * np.exp(-((z - 10) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) / 8.0)  # a vessel-like bright blob
+    prob += 0.05 * np.exp(-((z - 10) ** 2 + (y - 20) ** 2 + (x - 28) ** 2) / 3.0)  # a faint nodule 8 mm away
+    prob = prob.astype(np.float32)
+    vol = Volume(np.zeros(shape, np.int16), spacing=(1.0, 1.0, 1.0))
+    comps = extract_candidates(prob, vol, 0.01)
+    peaks = extract_peaks(prob, vol, 0.01, radius_mm=3.0)
+    assert len(comps) == 1  # one merged component: its centroid lies between the two
+    assert len(peaks) == 2
+    np.testing.assert_allclose(peaks[["voxel_z", "voxel_y", "voxel_x"]].to_numpy()[1], [10, 20, 28], atol=0.2)
+    assert peaks["probability"].iloc[1] == pytest.approx(0.05 + 0.9 * np.exp(-8.0), rel=1e-3)
+    # Positions are world mm through the geometry; sizes from the voxels at half the peak or more.
+    assert 3.0 < peaks["diameter_mm"].iloc[0] < 8.0
+    assert extract_peaks(prob, vol, 0.01, max_candidates=1, radius_mm=3.0)["probability"].tolist() == [
+        pytest.approx(peaks["probability"].iloc[0])]
+
+
+def test_context_channels_lie_the_same_mm_apart_at_any_slice_spacing():
+    from lungnodule.unet.slices import context_positions, prepare_stacks
+
+    cfg = PRESETS["tiny"].replace(context_slices=1, context_mm=2.5, image_size=16)
+    pos = context_positions(np.array([10]), cfg, spacing_z=0.625, depth=40)
+    np.testing.assert_allclose(pos, [[6.0, 10.0, 14.0]])  # 4 slices of 0.625 mm on each side
+    np.testing.assert_allclose(context_positions(np.array([10]), cfg, 2.5, 40), [[9.0, 10.0, 11.0]])
+    # Between slices the channel is the linear blend of its two neighbours.
+    ramp = np.broadcast_to(np.linspace(-1000, 200, 12)[:, None, None], (12, 16, 16)).astype(np.int16)
+    stack = prepare_stacks(ramp, np.array([5]), cfg, spacing_z=2.0)  # neighbours 1.25 slices away
+    expected = [ramp[3, 0, 0] * 0.25 + ramp[4, 0, 0] * 0.75, ramp[5, 0, 0], ramp[6, 0, 0] * 0.75 + ramp[7, 0, 0] * 0.25]
+    np.testing.assert_allclose(stack[0, 0, 0], (np.array(expected) + 1000) / 1400, atol=1e-3)
+    # context_mm 0 keeps the original's adjacent slices.
+    plain = prepare_stacks(ramp, np.array([5]), cfg.replace(context_mm=0.0), spacing_z=2.0)
+    np.testing.assert_allclose(plain[0, 0, 0], (ramp[4:7, 0, 0] + 1000) / 1400, atol=1e-3)

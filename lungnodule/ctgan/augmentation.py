@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import save_csv, write_text
 from ..errors import DataError
 from ..luna import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS, LunaDataset, fold_split
 from ..mgicnn.config import MgiConfig
+from ..progress import track
 from ..uids import new_uid
 from ..volume import volume_files, write_volume
 from .config import CTGANConfig
@@ -136,7 +136,7 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
     excluded = dataset.excluded
     diameter = injection_diameter(ctgan_dir, dataset, split["train"])
     new_annotations, new_excluded, new_candidates, site_rows, new_uids = [], [], [], [], []
-    for i, uid in enumerate(tqdm(train_uids, desc="injecting into training scans", disable=not progress)):
+    for i, uid in enumerate(track(train_uids, "CT-GAN injecting into training scans", enabled=progress)):
         stored = dataset.load(uid, canonical=False)
         volume = stored.canonical()  # tampered as the GANs were trained; written back as the source is stored
         findings = scan_findings(annotations, excluded, uid)

@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError, ModelMissingError
 from ..luna import LunaDataset, fold_split
+from ..progress import track
 from .config import CTGANConfig, _mode, trainset_dir
 from .cubes import AIR_HU, centre_crop, extract_cube
 from .normalization import CubeNormalizer
@@ -66,7 +66,7 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
             ann = ann[ann["seriesuid"].isin(uids) & (ann["diameter_mm"] >= config.inject_min_diameter_mm)]
             rows.append(ann.assign(split=name)[SITE_COLUMNS])
             continue
-        for i, uid in enumerate(tqdm(uids, desc=f"healthy sites ({name})", leave=False, disable=not progress)):
+        for i, uid in enumerate(track(uids, f"CT-GAN healthy sites ({name})", enabled=progress)):
             volume = dataset.load(uid)
             findings = dataset.annotations[dataset.annotations["seriesuid"] == uid]
             if excluded is not None:
@@ -85,7 +85,7 @@ def _cut_all(dataset: LunaDataset, sites: pd.DataFrame, config: CTGANConfig, out
     """Fill `out` with the (augmented) cubes of `sites`, loading each scan once."""
     per = config.n_instances if augmented else 1
     k = 0
-    for uid, group in tqdm(sites.groupby("seriesuid", sort=False), desc=desc, leave=False, disable=not progress):
+    for uid, group in track(list(sites.groupby("seriesuid", sort=False)), f"CT-GAN {desc}", enabled=progress):
         volume = dataset.load(uid)
         for point in group[["coordX", "coordY", "coordZ"]].to_numpy():
             cut = extract_cube(volume, point, size=int(round(config.cut_mm / config.spacing_mm)),

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
 from ..errors import ModelMissingError
 from ..evaluation import hit_pairs
 from ..intensity import window_hu
 from ..luna import ANNOTATION_COLUMNS, LunaDataset, fold_split
+from ..progress import track
 from ..volume import Volume, write_volume
 from .config import CTGANConfig
 from .sites import injection_diameter, injection_sites, scan_findings, site_annotations, site_mean_hu
@@ -88,7 +88,7 @@ def test(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.P
         shutil.rmtree(tampered_root, ignore_errors=True)
     rows, examples, annotations = [], {"inject": [], "remove": []}, {"inject": [], "remove": []}
     inject_diameter = injection_diameter(work_dir, dataset, split["train"])
-    for i, uid in enumerate(tqdm(uids, desc="tampering test scans", disable=not progress)):
+    for i, uid in enumerate(track(uids, "CT-GAN tampering test scans", enabled=progress)):
         stored = dataset.load(uid, canonical=False)
         volume = stored.canonical()  # tampered as the GANs were trained; written back as the source is stored
         nodules = dataset.annotations[dataset.annotations["seriesuid"] == uid]
@@ -171,8 +171,8 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
         if not len(table):
             continue
         tampered = LunaDataset(root / mode)
-        for uid, group in tqdm(table.groupby("seriesuid", sort=False), desc=f"detecting ({mode})",
-                               disable=not progress):
+        for uid, group in track(list(table.groupby("seriesuid", sort=False)), f"detector on tampered scans ({mode})",
+                                enabled=progress):
             variants = {"tampered": tampered.load(uid)}
             if clean is not None:
                 variants["clean"] = clean.load(uid)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..progress import track
 from .froc import FROC_MAX_X, FROC_MIN_X, cpm_leaderboard, cpm_stable, drop_collinear
 
 if TYPE_CHECKING:  # annotations only
@@ -149,7 +149,7 @@ def bootstrap_froc(
     grid = np.linspace(FROC_MIN_X, FROC_MAX_X, num=BOOTSTRAP_POINTS)
     curves = np.empty((n_bootstrap, len(grid)), np.float32)  # float32 as the official script stores them
     cpms, stable = np.empty(n_bootstrap), np.empty(n_bootstrap)
-    for b in tqdm(range(n_bootstrap), desc="bootstrap", disable=not progress, leave=False):
+    for b in track(range(n_bootstrap), "bootstrap", unit="resample", enabled=progress):
         fps, sens = froc.curve(counts[b], drop_intermediate)
         curves[b] = np.interp(grid, fps, sens)
         cpms[b] = cpm_leaderboard(fps, sens)

@@ -30,10 +30,12 @@ class MgiConfig:
     # dataset's candidates_V2.csv (labelled); "unet" = stage-1 candidates (labelled by the LUNA16 hit rule).
     train_sources: tuple = ("candidates",)
     eval_source: str = "candidates"
-    # Patches.
+    # Patches: 28x42x42 voxels at the scan's own spacing (the original), or resampled to patch_spacing_mm
+    # (z, y, x) so that a nodule looks the same size whatever the scan's voxel size.
     hu_min: float = -1000.0
     hu_max: float = 400.0
     spline_order: int = 3  # scipy.ndimage.zoom default, boundary mode 'nearest', as the original
+    patch_spacing_mm: tuple = ()
     # Network.
     mode: str = "proposed"
     merge: str = "sum"
@@ -63,7 +65,14 @@ class MgiConfig:
     # Score fusion with the U-Net probability (eval_source "unet" only; mgicnn.fusion): the U-Net weights
     # tried on validation; () or (0,) = the MGI-CNN probability alone, as the original.
     fusion_weights: tuple = ()
+    # The stage-1 operating point (eval_source "unet"; mgicnn.operating): the U-Net probability thresholds and
+    # candidate caps per scan tried on validation for the final score's stable CPM; () = every candidate.
+    operating_thresholds: tuple = ()
+    operating_max_candidates: tuple = ()
     predict_batch_size: int = 256
+    # Test-time augmentation: average the probability over the in-plane flips (4 views) at validation, test
+    # and in `lungnodule detect`.
+    tta_flips: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +84,11 @@ class MgiConfig:
         if self.select_by not in ("cpm", "loss"):
             raise ValueError(f"select_by must be 'cpm' or 'loss', got {self.select_by!r}")
         object.__setattr__(self, "fusion_weights", tuple(float(w) for w in self.fusion_weights))  # flags give str
+        object.__setattr__(self, "patch_spacing_mm", tuple(float(v) for v in self.patch_spacing_mm))
+        object.__setattr__(self, "operating_thresholds", tuple(float(v) for v in self.operating_thresholds))
+        object.__setattr__(self, "operating_max_candidates", tuple(int(v) for v in self.operating_max_candidates))
+        if self.patch_spacing_mm and (len(self.patch_spacing_mm) != 3 or min(self.patch_spacing_mm) <= 0):
+            raise ValueError(f"patch_spacing_mm needs 3 positive spacings (z, y, x) mm, got {self.patch_spacing_mm}")
         if self.eval_source_repeats < 1:
             raise ValueError(f"eval_source_repeats must be >= 1, got {self.eval_source_repeats}")
         if self.fusion_weights and self.eval_source != "unet":

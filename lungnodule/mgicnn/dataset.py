@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..keras_io import predict_fixed
+from ..progress import track
 from .config import MgiConfig
 from .model import INPUT_NAMES
 from .patches import AUGMENTATIONS, augmented_crops, scales_from_crops
@@ -152,16 +154,25 @@ class TrainBatches(keras.utils.PyDataset):
         self._order = self._permutation()
 
 
-def predict_rows(model: keras.Model, patches: PatchSet, index: np.ndarray, batch_size: int = 256,
-                 chunk: int = 4096, progress: bool = True) -> np.ndarray:
-    """Nodule probability (len(index),) float64 of the rows `index` of `patches`, `chunk` rows read at a time
-    (a progress bar when there is more than one chunk)."""
-    from tqdm.auto import tqdm
+def predict_scales(model: keras.Model, scales: np.ndarray, batch_size: int = 256, tta_flips: bool = False) -> np.ndarray:
+    """Nodule probability (N,) float64 of scales (N, 3, 20, 20, 6); with `tta_flips` the mean over the four
+    in-plane flips (none, y, x, both). Batches are padded to `batch_size`, so the model is traced once."""
+    scales = np.asarray(scales, dtype=np.float32)
+    views = [scales] if not tta_flips else [scales, scales[:, :, ::-1], scales[:, :, :, ::-1],
+                                            scales[:, :, ::-1, ::-1]]
+    total = np.zeros(len(scales), np.float64)
+    for view in views:
+        total += predict_fixed(model, as_inputs(np.ascontiguousarray(view)), batch_size)[:, 0]
+    return total / len(views)
 
+
+def predict_rows(model: keras.Model, patches: PatchSet, index: np.ndarray, batch_size: int = 256,
+                 chunk: int = 4096, progress: bool = True, tta_flips: bool = False) -> np.ndarray:
+    """Nodule probability (len(index),) float64 of the rows `index` of `patches`, `chunk` rows read at a time
+    (a progress line when there is more than one chunk); `tta_flips` as :func:`predict_scales`."""
     index = np.asarray(index, dtype=np.int64)
     out = np.empty(len(index), dtype=np.float64)
     starts = range(0, len(index), chunk)
-    for s in tqdm(starts, desc="MGI-CNN scoring", unit="chunk", disable=not progress or len(starts) < 2):
-        x = as_inputs(patches.gather_scales(index[s:s + chunk]))
-        out[s:s + chunk] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)[:, 0]
+    for s in track(starts, "MGI-CNN scoring", unit="chunk", enabled=progress and len(starts) > 1):
+        out[s:s + chunk] = predict_scales(model, patches.gather_scales(index[s:s + chunk]), batch_size, tta_flips)
     return out

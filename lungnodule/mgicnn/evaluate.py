@@ -27,6 +27,7 @@ from ..luna import LunaDataset, write_results
 from .config import MgiConfig
 from .dataset import PatchSet, predict_rows
 from .fusion import fuse
+from .operating import keep
 from .training import load_mgicnn
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -55,7 +56,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     dataset = LunaDataset(data_root)
     annotations = dataset.annotations
     excluded = dataset.excluded
-    scored, track, uids, folds_meta = [], [], [], {}
+    scored, track, stage1, uids, folds_meta = [], [], [], [], {}
     t0 = time.perf_counter()
     for fold in config.folds(dataset.subsets):
         t = int(fold["test"][0])
@@ -68,19 +69,26 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         patches = PatchSet(work_dir / "patches", fold["test"])
         rows = patches.rows
         sel = np.flatnonzero(rows["source"].to_numpy() == config.eval_source)
-        mgi = predict_rows(model, patches, sel, config.predict_batch_size)
+        mgi = predict_rows(model, patches, sel, config.predict_batch_size, tta_flips=config.tta_flips)
         weight = float(meta.get("fusion_weight", 0.0))
         part = rows.iloc[sel][["seriesuid", *XYZ, "class", "unet_probability", "diameter_mm"]]
+        stage1.append(part)  # every stage-1 candidate: the U-Net-alone curve
+        point = meta.get("operating_point")
+        if point:  # the stage-1 operating point chosen on validation
+            kept = keep(part, point["threshold"], point["max_candidates"])
+            part, mgi = part[kept], mgi[kept]
         scored.append(part.assign(probability=fuse(mgi, part["unet_probability"], weight), mgicnn_probability=mgi,
                                   fold=t, threshold=meta["threshold"]))
         if config.eval_source != "candidates":  # the FP-reduction track: the dataset's own candidate list
             own = np.flatnonzero(rows["source"].to_numpy() == "candidates")
             if len(own):
                 track.append(rows.iloc[own][["seriesuid", *XYZ, "class"]].assign(
-                    probability=predict_rows(model, patches, own, config.predict_batch_size), fold=t))
+                    probability=predict_rows(model, patches, own, config.predict_batch_size,
+                                             tta_flips=config.tta_flips), fold=t))
         uids += dataset.uids_in(fold["test"])
         folds_meta[t] = {"fold": fold, "best_epoch": meta["best_epoch"], "threshold": meta["threshold"],
-                         "fusion_weight": weight, "model": str(fold_dir / "best.keras")}
+                         "fusion_weight": weight, "model": str(fold_dir / "best.keras"),
+                         "operating_point": {k: point[k] for k in ("threshold", "max_candidates")} if point else None}
     seconds = time.perf_counter() - t0
     scored = pd.concat(scored, ignore_index=True)
     write_results(work_dir / "results_mgicnn.csv", scored)
@@ -118,7 +126,8 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
                                                    "test scans, scored by the MGI-CNN alone"}
     curves = {}
     if config.eval_source == "unet":
-        unet = scored.assign(probability=scored["unet_probability"])
+        unet = pd.concat(stage1, ignore_index=True)
+        unet = unet.assign(probability=unet["unet_probability"])
     else:
         ran = unet_dir is not None and any(unet_candidates_path(unet_dir, s).is_file() for s in SPLITS)
         unet = read_unet_candidates(unet_dir, uids) if ran else None  # the U-Net curve only where stage 1 ran
@@ -127,7 +136,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
         write_evaluation(ur, work_dir / "froc_unet", "unet")
         out["unet"] = {**ur.metrics(), **_coverage(unet, annotations, uids)}
         curves["U-Net alone"] = ur
-        if config.eval_source == "unet":  # same candidates, same scans: a paired comparison
+        if config.eval_source == "unet":  # the same scans: a paired comparison
             paired = paired_cpm_bootstrap(ur, mg, n_bootstrap=max(n_bootstrap, 1), seed=config.seed)
             out["fused_minus_unet"] = {"delta": paired["difference"], "ci95": paired["ci95"],
                                        "delta_stable": paired["stable"]["difference"],
@@ -157,7 +166,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
     last = folds_meta[max(folds_meta)]
     write_text(work_dir / "detection.json", json.dumps(
         {"model": str(Path(last["model"]).relative_to(work_dir)), "threshold": last["threshold"],
-         "fusion_weight": last["fusion_weight"], "fold": last["fold"],
+         "fusion_weight": last["fusion_weight"], "fold": last["fold"], "operating_point": last["operating_point"],
          "config": config.to_dict(), "threshold_rule": f"validation FROC at {config.operating_fps_per_scan:g} "
                                                         "FPs per scan"}, indent=2))
     write_text(work_dir / "test_metrics.json", json.dumps(out, indent=2, default=float))

@@ -130,17 +130,80 @@ def extract_patches(padded: np.ndarray, centres_zyx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(win[start[:, 0], start[:, 1], start[:, 2]], dtype=np.float32)
 
 
+def _axis_weights(centres: np.ndarray, n_out: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-interpolation weights of `n_out` samples `step` native voxels apart, centred on each of the
+    continuous `centres` (N,) along one axis: (first native index of each block (N,), weights (N, n_out, L))."""
+    pos = centres[:, None] + (np.arange(n_out) - (n_out - 1) / 2.0) * step
+    start = np.floor(pos[:, 0]).astype(np.int64)
+    length = int(np.ceil((n_out - 1) * step)) + 2
+    rel = pos - start[:, None]
+    j0 = np.clip(np.floor(rel).astype(np.int64), 0, length - 2)
+    frac = (rel - j0).astype(np.float32)
+    w = np.zeros((len(centres), n_out, length), np.float32)
+    n, k = np.meshgrid(np.arange(len(centres)), np.arange(n_out), indexing="ij")
+    np.add.at(w, (n, k, j0), 1.0 - frac)
+    np.add.at(w, (n, k, j0 + 1), frac)
+    return start, w
+
+
+def resampled_patches(windowed: np.ndarray, centres_zyx: np.ndarray, spacing_zyx, patch_spacing_mm) -> np.ndarray:
+    """28x42x42 patches (N, 28, 42, 42) float32 sampled every `patch_spacing_mm` (z, y, x) mm around continuous
+    voxel centres (N, 3) of a windowed scan (z, y, x) with voxel size `spacing_zyx` mm; trilinear, air (0)
+    outside the scan. Each patch is a small block of the scan times one interpolation matrix per axis (the
+    trilinear sampling of an axis-aligned grid is separable), so it costs about as much as a native cut."""
+    centres = np.asarray(centres_zyx, dtype=np.float64).reshape(-1, 3)
+    steps = np.asarray(patch_spacing_mm, np.float64) / np.asarray(spacing_zyx, np.float64)
+    starts, weights, index, valid = [], [], [], []
+    for axis in range(3):
+        start, w = _axis_weights(centres[:, axis], PATCH_SHAPE[axis], steps[axis])
+        idx = start[:, None] + np.arange(w.shape[2])
+        starts.append(start)
+        weights.append(w)
+        valid.append((idx >= 0) & (idx < windowed.shape[axis]))
+        index.append(np.clip(idx, 0, windowed.shape[axis] - 1))
+    iz, iy, ix = index
+    block = windowed[iz[:, :, None, None], iy[:, None, :, None], ix[:, None, None, :]]
+    inside = valid[0][:, :, None, None] & valid[1][:, None, :, None] & valid[2][:, None, None, :]
+    block = np.where(inside, block, np.float32(0.0))
+    return np.einsum("naz,nby,ncx,nzyx->nabc", weights[0], weights[1], weights[2], block, optimize=True)
+
+
+def cut_patches(volume: Volume, points_xyz: np.ndarray, windowed: np.ndarray, patch_spacing_mm=()) -> np.ndarray:
+    """28x42x42 patches (N, 28, 42, 42) of candidates at world (x, y, z) mm points (N, 3) of `volume`.
+
+    `windowed` is the scan windowed to [0, 1]: the padded copy of :func:`windowed_volume` for native patches
+    (`patch_spacing_mm` empty, the original: voxels around the rounded centre), the unpadded one
+    (:func:`~lungnodule.intensity.window_hu`) for patches resampled to `patch_spacing_mm` (z, y, x) mm around
+    the exact centre (:func:`resampled_patches`), which look the same whatever the scan's voxel size.
+    """
+    pts = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
+    if not len(patch_spacing_mm):
+        return extract_patches(windowed, candidate_centres(volume, pts))
+    return resampled_patches(windowed, volume.world_to_voxel(pts).reshape(-1, 3), volume.spacing_zyx,
+                             patch_spacing_mm)
+
+
+def windowed_for(volume: Volume, hu_min: float, hu_max: float, patch_spacing_mm=()) -> np.ndarray:
+    """The windowed copy of the scan :func:`cut_patches` needs: padded with air for native patches, plain for
+    resampled ones."""
+    if len(patch_spacing_mm):
+        return window_hu(volume.array, hu_min, hu_max)
+    return windowed_volume(volume, hu_min, hu_max)
+
+
 def candidate_scales(volume: Volume, points_xyz: np.ndarray, hu_min: float = -1000.0, hu_max: float = 400.0,
-                     order: int = 3, chunk: int = 512, padded: np.ndarray | None = None) -> np.ndarray:
+                     order: int = 3, chunk: int = 256, padded: np.ndarray | None = None,
+                     patch_spacing_mm=()) -> np.ndarray:
     """The three scales (N, 3, 20, 20, 6) float32 of candidates at world (x, y, z) mm points (N, 3) of `volume`.
 
-    Patches are cut around the rounded voxel centres (through the direction matrix), windowed to [0, 1]
-    with air outside the volume, `chunk` candidates at a time to bound memory. Pass `padded` (from
-    :func:`windowed_volume`) to reuse one windowed copy of the scan.
+    Patches are cut by :func:`cut_patches` (native voxels around the rounded centre, or resampled to
+    `patch_spacing_mm`), windowed to [0, 1] with air outside the volume, `chunk` candidates at a time to bound
+    memory. Pass `padded` (from :func:`windowed_for`) to reuse one windowed copy of the scan.
     """
-    padded = windowed_volume(volume, hu_min, hu_max) if padded is None else padded
-    centres = candidate_centres(volume, points_xyz)
-    out = np.empty((len(centres), N_SCALES, *INPUT_SHAPE), dtype=np.float32)
-    for s in range(0, len(centres), chunk):
-        out[s:s + chunk] = scales_from_crops(centre_crops(extract_patches(padded, centres[s:s + chunk])), order)
+    windowed = windowed_for(volume, hu_min, hu_max, patch_spacing_mm) if padded is None else padded
+    pts = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
+    out = np.empty((len(pts), N_SCALES, *INPUT_SHAPE), dtype=np.float32)
+    for s in range(0, len(pts), chunk):
+        patches = cut_patches(volume, pts[s:s + chunk], windowed, patch_spacing_mm)
+        out[s:s + chunk] = scales_from_crops(centre_crops(patches), order)
     return out

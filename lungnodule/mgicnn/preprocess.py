@@ -25,21 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError
 from ..evaluation import hit_pairs
 from ..handoff import unet_candidate_files
 from ..luna import LunaDataset, read_candidates, read_results
+from ..progress import track
 from .config import MgiConfig
-from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, extract_patches,
-                      scales_from_crops, windowed_volume)
+from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, cut_patches,
+                      scales_from_crops, windowed_for)
 
 XYZ = ["coordX", "coordY", "coordZ"]
 ROW_COLUMNS = ["seriesuid", *XYZ, "class", "source", "unet_probability", "diameter_mm",
                "voxel_z", "voxel_y", "voxel_x", "positive_row"]
-_CHUNK = 512  # candidates cut at a time
+_CHUNK = 256  # candidates cut at a time
 
 
 def label_candidates(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
@@ -83,7 +83,8 @@ def _fingerprint(config: MgiConfig, rows: pd.DataFrame, dataset: LunaDataset) ->
     """SHA-1 of the patch settings, a subset's candidate rows and what its scans are made from
     (:meth:`LunaDataset.scan_key`): equal fingerprints mean nothing to redo."""
     h = hashlib.sha1()
-    h.update(json.dumps([config.hu_min, config.hu_max, config.spline_order, list(PATCH_SHAPE)]).encode())
+    h.update(json.dumps([config.hu_min, config.hu_max, config.spline_order, list(PATCH_SHAPE),
+                         list(config.patch_spacing_mm)]).encode())
     h.update(pd.util.hash_pandas_object(rows[["seriesuid", *XYZ, "class", "source"]], index=False).values.tobytes())
     for uid in sorted(rows["seriesuid"].unique()):
         h.update(dataset.scan_key(uid).encode())
@@ -105,14 +106,14 @@ def _write_subset(dataset: LunaDataset, rows: pd.DataFrame, folder: Path, config
                                            shape=(len(rows), N_SCALES, *INPUT_SHAPE))
         positives = np.lib.format.open_memmap(tmp_p, mode="w+", dtype=np.float16, shape=(len(pos_rows), *PATCH_SHAPE))
         groups = rows.groupby("seriesuid", sort=False).indices
-        for uid, idx in tqdm(groups.items(), desc=folder.name, disable=not progress, unit="scan"):
+        for uid, idx in track(list(groups.items()), f"MGI-CNN patches {folder.name}", enabled=progress):
             volume = dataset.load(uid)
-            padded = windowed_volume(volume, config.hu_min, config.hu_max)
-            c = candidate_centres(volume, rows.loc[idx, XYZ].to_numpy(np.float64))
-            centres[idx] = c
+            windowed = windowed_for(volume, config.hu_min, config.hu_max, config.patch_spacing_mm)
+            points = rows.loc[idx, XYZ].to_numpy(np.float64)
+            centres[idx] = candidate_centres(volume, points)
             for s in range(0, len(idx), _CHUNK):
                 sel = idx[s:s + _CHUNK]
-                patches = extract_patches(padded, c[s:s + _CHUNK])
+                patches = cut_patches(volume, points[s:s + _CHUNK], windowed, config.patch_spacing_mm)
                 scales[sel] = scales_from_crops(centre_crops(patches), config.spline_order)
                 prow = positive_row[sel]
                 if (prow >= 0).any():

@@ -23,14 +23,15 @@ import pandas as pd
 
 from ..atomic import save_csv, save_figure, write_text
 from ..errors import DataError
-from ..evaluation import threshold_at_fps
+from ..evaluation import evaluate_cad, threshold_at_fps
 from ..keras_io import load_model, save_model
 from ..luna import LunaDataset
 from ..provenance import run_info, seed_everything
 from .config import MgiConfig
 from .dataset import PatchSet, TrainBatches, predict_rows
-from .fusion import choose_weight
+from .fusion import choose_weight, fuse
 from .model import build_mgicnn, compile_mgicnn
+from .operating import choose_operating_point, keep
 
 XYZ = ["coordX", "coordY", "coordZ"]
 
@@ -54,7 +55,7 @@ def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, anno
     Also `_froc` (that CPM's FrocResult) and `_eval_rows` (the eval source's rows with their `probability`)."""
     from ..evaluation import candidate_auc, evaluate_cad
 
-    prob = predict_rows(model, val, np.arange(len(val)), config.predict_batch_size)
+    prob = predict_rows(model, val, np.arange(len(val)), config.predict_batch_size, tta_flips=config.tta_flips)
     labels = val.rows["class"].to_numpy().astype(np.float64)
     out = {"val_loss": _bce(labels, prob), "val_accuracy": float(np.mean((prob >= 0.5) == (labels == 1)))}
     out["val_auc"] = candidate_auc(labels, prob)
@@ -201,6 +202,17 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
               f"MGI-CNN alone {scores['val_cpm_stable']:.3f}); with one validation nodule left out in turn, the "
               f"choice is the same {fusion['leave_one_out']['same_choice']} of {fusion['leave_one_out']['nodules']} "
               "times", flush=True)
+    if config.operating_thresholds and config.eval_source == "unet":
+        fused = fuse(rows["probability"].to_numpy(), rows["unet_probability"].to_numpy(), weight)
+        point = choose_operating_point(rows, fused, config.operating_thresholds,
+                                       config.operating_max_candidates or (0,), annotations, excluded, val_set.uids)
+        meta["operating_point"] = point
+        mask = keep(rows, point["threshold"], point["max_candidates"])
+        froc = evaluate_cad(annotations, excluded, val_set.uids, rows[mask].assign(probability=fused[mask]),
+                            n_bootstrap=0)
+        print(f"  stage-1 operating point: U-Net probability >= {point['threshold']:g}, at most "
+              f"{point['max_candidates']} per scan ({point['candidates_per_scan']:.1f} per validation scan; stable "
+              f"CPM {point['cpm_stable']:.3f})", flush=True)
     threshold = threshold_at_fps(froc, config.operating_fps_per_scan)
     meta.update({"epochs": int(len(history)), "best_epoch": int(history["epoch"].iloc[best]) + 1,
                  "selected_by": f"validation {config.select_by} on subset {fold['val']}",

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import remove_stale_tmp, save_csv, write_text
 from ..errors import DataError
+from ..progress import track
 from ..uids import new_uid
 from ..volume import write_volume
 from .presets import PRESETS, get_preset
@@ -69,6 +69,20 @@ def _make_scan(job: tuple) -> dict:
               "candidates": scan.candidates.to_dict("list")}
     write_text(Path(out) / PARTS / f"{index:05d}.json", json.dumps(record, default=_json_default))
     return record
+
+
+class _Serial:
+    """A stand-in for a process pool that maps in this process (one worker)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
 
 
 def _json_default(o):
@@ -244,18 +258,10 @@ def generate_dataset(out_dir, n_scans: int, seed: int = 0, preset: str = "demo",
             records[i] = rec
         else:
             jobs.append((str(out), seed, preset, i, uid, config))
-    bar = tqdm(total=n_scans, initial=len(records), desc=f"synth {preset}", unit="scan", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for rec in pool.map(_make_scan, jobs):
-                records[rec["index"]] = rec
-                bar.update()
-    else:
-        for job in jobs:
-            rec = _make_scan(job)
+    desc = f"synth {preset}" + (f" ({len(records)} of {n_scans} scans already done)" if records else "")
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else _Serial() as pool:
+        for rec in track(pool.map(_make_scan, jobs), desc, total=len(jobs), enabled=progress):
             records[rec["index"]] = rec
-            bar.update()
-    bar.close()
     ordered = [records[i] for i in range(n_scans)]
     nodules = np.array([len(r["nodules"]["coordX"]) for r in ordered], dtype=np.int64)
     subsets = deal_subsets(nodules, n_subsets)

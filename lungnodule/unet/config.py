@@ -27,6 +27,7 @@ class UnetConfig:
     mask_lungs: bool = False  # zero the image outside the (dilated) lung field, in training and inference
     min_lung_fraction: float = 0.01  # a slice is lung-bearing when this fraction of it is lung field
     context_slices: int = 0  # neighbouring slices on each side as extra input channels (2.5-D); 0: the original
+    context_mm: float = 0.0  # those neighbours this many mm apart (interpolated); 0: adjacent slices
     mask_min_radius_px: float = 0.0  # draw each nodule's disc at least this radius (input pixels); 0: true size
     # Network (the original: 32 filters growing by 32).
     base_filters: int = 32
@@ -71,6 +72,10 @@ class UnetConfig:
     max_candidates: int = 100
     min_component_voxels: int = 1
     score: str = "max"  # component score: max or mean probability
+    # "components" (thresholded 3-D components, the original) or "peaks" (local maxima of the probability
+    # within peak_radius_mm, each scored by its peak; inference.extract_peaks).
+    candidate_mode: str = "components"
+    peak_radius_mm: float = 5.0
     predict_batch_size: int = 8
 
     def to_dict(self) -> dict:

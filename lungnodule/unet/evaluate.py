@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import save_csv, save_figure, write_text
 from ..evaluation import split_metrics
 from ..handoff import UNET_RESULTS, unet_candidates_path
 from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
+from ..progress import track
 from .config import UnetConfig
-from .inference import extract_candidates, predict_volume
+from .inference import candidates_from_probability, predict_volume
 from .training import load_unet, trained_input_config
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -101,7 +101,6 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     config = trained_input_config(config, model_path)
     annotations = dataset.annotations
     excluded = dataset.excluded
-    kwargs = dict(min_voxels=config.min_component_voxels, score=config.score)
     out: dict = {"model": str(model_path), "config": config.to_dict(), "seed": config.seed, "folds": folds,
                  "splits": {}}
 
@@ -109,17 +108,18 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     grid = sorted(set(config.threshold_grid) | {config.threshold}) if config.tune_threshold else [config.threshold]
     val_uids = dataset.uids_in(folds["val"])
     by_threshold: dict[float, list[pd.DataFrame]] = {t: [] for t in grid}
-    for uid in tqdm(val_uids, desc="U-Net val", disable=not progress, unit="scan"):
+    for uid in track(val_uids, "U-Net candidates val", enabled=progress):
         volume = dataset.load(uid)
         prob = predict_volume(model, volume, config)
         for t in grid:
-            by_threshold[t].append(_candidates_frame(uid, extract_candidates(prob, volume, t, config.max_candidates,
-                                                                             **kwargs)))
+            by_threshold[t].append(_candidates_frame(uid, candidates_from_probability(prob, volume, config, t,
+                                                                                      config.max_candidates)))
     table = pd.DataFrame([{"threshold": t, **split_metrics(pd.concat(by_threshold[t], ignore_index=True),
                                                              annotations, val_uids)} for t in grid])
     threshold = _choose_threshold(table) if config.tune_threshold and len(val_uids) else config.threshold
     detection = {"threshold": threshold, "max_candidates": config.max_candidates, "score": config.score,
-                 "min_component_voxels": config.min_component_voxels,
+                 "min_component_voxels": config.min_component_voxels, "candidate_mode": config.candidate_mode,
+                 "peak_radius_mm": config.peak_radius_mm,
                  "chosen_on": f"validation subset {folds['val']}", "model": str(model_path),
                  "validation_grid": table.to_dict(orient="records")}
     write_text(work_dir / "detection.json", json.dumps(detection, indent=2))
@@ -134,10 +134,10 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
             frames = by_threshold[threshold]
         else:
             frames = []
-            for uid in tqdm(uids, desc=f"U-Net {split}", disable=not progress, unit="scan"):
+            for uid in track(uids, f"U-Net candidates {split}", enabled=progress):
                 volume = dataset.load(uid)
-                cands = extract_candidates(predict_volume(model, volume, config), volume, threshold,
-                                           config.max_candidates, **kwargs)
+                cands = candidates_from_probability(predict_volume(model, volume, config), volume, config,
+                                                    threshold, config.max_candidates)
                 frames.append(_candidates_frame(uid, cands))
                 ann = annotations[annotations["seriesuid"] == uid]
                 if split == "test" and len(panels) < n_panels and len(ann):

@@ -46,7 +46,7 @@ def predict_volume(model: keras.Model, volume: Volume, config: UnetConfig, batch
     prob = np.zeros((depth, h, w), dtype=np.float16)
     for start in range(0, len(zs), _CHUNK):
         chunk = zs[start:start + _CHUNK]
-        x = prepare_stacks(volume.array, chunk, config, lungs)
+        x = prepare_stacks(volume.array, chunk, config, lungs, volume.spacing_zyx[0])
         for b in range(0, len(chunk), batch_size):
             p = keras.ops.convert_to_numpy(model(x[b:b + batch_size], training=False))[..., 0]
             for i, z in enumerate(chunk[b:b + batch_size]):
@@ -92,16 +92,71 @@ def extract_candidates(prob: np.ndarray, volume: Volume, threshold: float, max_c
     })
 
 
+def extract_peaks(prob: np.ndarray, volume: Volume, threshold: float, max_candidates: int | None = None,
+                  radius_mm: float = 5.0) -> pd.DataFrame:
+    """Candidates at the local maxima of a probability volume (z, y, x) on `volume`'s grid.
+
+    A voxel is a peak when it holds the highest probability within `radius_mm` along each axis (a box) and at
+    least `threshold`; peaks on one plateau count once. Unlike thresholded components, a faint nodule touching
+    a vessel keeps its own candidate, and a low threshold does not merge neighbours into one blob whose
+    centroid lies outside both. At most `max_candidates` are kept, highest first. Each candidate's position is
+    the probability-weighted centroid of the voxels connected to its peak at half its probability or more
+    (within the box), its size their equivalent-sphere diameter. Columns: :data:`CANDIDATE_COLUMNS`.
+    """
+    if prob.shape != volume.shape:
+        raise ValueError(f"probability shape {prob.shape} differs from the volume's {volume.shape}")
+    half = np.maximum(1, np.rint(radius_mm / volume.spacing_zyx)).astype(int)
+    p = np.asarray(prob, dtype=np.float32)
+    local = ndimage.maximum_filter(p, size=tuple(2 * half + 1), mode="constant", cval=0.0)
+    labels, n = ndimage.label((p == local) & (p >= threshold), structure=_CONNECTIVITY)
+    if n == 0:
+        return pd.DataFrame({c: pd.Series(dtype=np.float64) for c in CANDIDATE_COLUMNS})
+    peak_value = ndimage.maximum(p, labels, np.arange(1, n + 1))
+    peak_at = np.asarray(ndimage.maximum_position(p, labels, np.arange(1, n + 1)), dtype=int).reshape(-1, 3)
+    order = np.argsort(-peak_value, kind="stable")
+    if max_candidates is not None:
+        order = order[:max_candidates]
+    rows = []
+    voxel_mm3 = float(np.prod(volume.spacing))
+    for i in order:  # at most max_candidates small boxes
+        c, v = peak_at[i], float(peak_value[i])
+        lo, hi = np.maximum(c - half, 0), np.minimum(c + half + 1, p.shape)
+        box = p[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        blob, _ = ndimage.label(box >= 0.5 * v, structure=_CONNECTIVITY)
+        own = blob == blob[tuple(c - lo)]
+        w = box[own].astype(np.float64)
+        idx = np.argwhere(own) + lo
+        centroid = (idx * w[:, None]).sum(axis=0) / w.sum()
+        rows.append((*centroid, v, np.cbrt(6.0 * own.sum() * voxel_mm3 / np.pi), int(own.sum())))
+    table = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    world = volume.voxel_to_world(table[:, :3]) if len(table) else np.zeros((0, 3))
+    return pd.DataFrame({
+        "coordX": world[:, 0], "coordY": world[:, 1], "coordZ": world[:, 2], "probability": table[:, 3],
+        "diameter_mm": table[:, 4], "voxel_z": table[:, 0], "voxel_y": table[:, 1], "voxel_x": table[:, 2],
+        "n_voxels": table[:, 5].astype(np.int64),
+    })
+
+
+def candidates_from_probability(prob: np.ndarray, volume: Volume, config: UnetConfig, threshold: float,
+                                max_candidates: int | None) -> pd.DataFrame:
+    """The candidates of a probability volume by `config.candidate_mode`: "components" (thresholded 3-D
+    components, the original's way) or "peaks" (local maxima, :func:`extract_peaks`)."""
+    if config.candidate_mode == "peaks":
+        return extract_peaks(prob, volume, threshold, max_candidates, config.peak_radius_mm)
+    if config.candidate_mode != "components":
+        raise ValueError(f"candidate_mode must be 'components' or 'peaks', got {config.candidate_mode!r}")
+    return extract_candidates(prob, volume, threshold, max_candidates, config.min_component_voxels, config.score)
+
+
 def detect_candidates(model: keras.Model, volume: Volume, config: UnetConfig, threshold: float | None = None,
                       batch_size: int | None = None, max_candidates: int | None = None) -> pd.DataFrame:
     """Nodule candidates of one CT volume (HU, any direction matrix): world (x, y, z) mm, score and size.
 
-    Runs :func:`predict_volume` then :func:`extract_candidates` with `threshold` (default
+    Runs :func:`predict_volume` then :func:`candidates_from_probability` with `threshold` (default
     `config.threshold`; `test` tunes it on the validation subset and records it in `detection.json`),
     `max_candidates` (default `config.max_candidates`), `config.min_component_voxels` and `config.score`.
     Returns a DataFrame with columns :data:`CANDIDATE_COLUMNS`, best first.
     """
     prob = predict_volume(model, volume, config, batch_size)
-    return extract_candidates(prob, volume, config.threshold if threshold is None else threshold,
-                              config.max_candidates if max_candidates is None else max_candidates,
-                              config.min_component_voxels, config.score)
+    return candidates_from_probability(prob, volume, config, config.threshold if threshold is None else threshold,
+                                       config.max_candidates if max_candidates is None else max_candidates)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir, atomic_path, write_text
 from ..evaluation import UNKNOWN_DIAMETER_MM
 from ..luna import LunaDataset, fold_split
+from ..progress import track
 from ..volume import Volume
 from .config import UnetConfig
 from .lungs import lung_field_mask, lung_slices
@@ -32,7 +32,7 @@ from .slices import prepare_stacks
 
 SPLITS = ("train", "val", "test")
 _PREP_FIELDS = ("image_size", "hu_min", "hu_max", "image_interpolation", "negative_slices_per_scan",
-                "mask_lungs", "min_lung_fraction", "mask_min_radius_px", "context_slices", "seed")
+                "mask_lungs", "min_lung_fraction", "mask_min_radius_px", "context_slices", "context_mm", "seed")
 
 
 def _fingerprint(config: UnetConfig) -> str:
@@ -77,7 +77,7 @@ def scan_slices(volume: Volume, uid: str, subset: int, annotations: pd.DataFrame
     negative = np.sort(rng.choice(pool, size=n_neg, replace=False)) if n_neg else np.zeros(0, dtype=int)
     z_pos = np.flatnonzero(positive)
     z_all = np.concatenate([z_pos, negative]).astype(int)
-    images = prepare_stacks(volume.array, z_all, config, lungs).astype(np.float16)
+    images = prepare_stacks(volume.array, z_all, config, lungs, volume.spacing_zyx[0]).astype(np.float16)
     masks = np.zeros((len(z_all), s, s), dtype=np.uint8)
     for i, z in enumerate(z_pos):
         masks[i] = draw_slice_mask(int(z), volume.shape, volume.spacing_zyx, centres, radii, (s, s),
@@ -134,7 +134,7 @@ def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, 
     for split in SPLITS:
         uids = dataset.uids_in(folds[split])
         parts = []
-        for uid in tqdm(uids, desc=f"U-Net preprocess {split}", disable=not progress, unit="scan"):
+        for uid in track(uids, f"U-Net preprocess {split}", enabled=progress):
             parts.append(_cached_scan(cache, dataset, uid, dataset.subset_of(uid), config))
         s = config.image_size
         n = sum(len(p[0]) for p in parts)

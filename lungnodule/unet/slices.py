@@ -36,17 +36,39 @@ def prepare_slices(hu: np.ndarray, config: UnetConfig, lung_mask: np.ndarray | N
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def prepare_stacks(array: np.ndarray, zs: np.ndarray, config: UnetConfig, lung_mask: np.ndarray | None = None) -> np.ndarray:
+def context_positions(zs: np.ndarray, config: UnetConfig, spacing_z: float, depth: int) -> np.ndarray:
+    """Continuous slice positions (N, C) of the input channels of slices `zs`: channel j at z + (j - k) * d,
+    k = `config.context_slices`, d = `config.context_mm` / `spacing_z` slices (one slice when context_mm is
+    0, the original's neighbours), clamped to the volume."""
+    k = int(config.context_slices)
+    step = config.context_mm / float(spacing_z) if config.context_mm > 0 else 1.0
+    pos = np.asarray(zs, dtype=np.float64)[:, None] + np.arange(-k, k + 1) * step
+    return np.clip(pos, 0, depth - 1)
+
+
+def prepare_stacks(array: np.ndarray, zs: np.ndarray, config: UnetConfig, lung_mask: np.ndarray | None = None,
+                   spacing_z: float = 1.0) -> np.ndarray:
     """Network inputs (N, S, S, C) float32 for slices `zs` of a HU volume `array` (z, y, x).
 
-    Channel j holds slice z + j - k, k = `config.context_slices` (C = 2k + 1; the slice itself when k = 0,
-    the original's input), clamped to the volume: neighbouring slices let the network tell a nodule,
-    which fades within a few slices, from a vessel's cross-section, which persists. `lung_mask` (z, y, x)
+    Channel j holds the volume at :func:`context_positions` (C = 2k + 1 channels, k = `config.context_slices`;
+    the slice itself when k = 0, the original's input): neighbouring slices let the network tell a nodule,
+    which fades within a few millimetres, from a vessel's cross-section, which persists. With
+    `config.context_mm` the neighbours lie that many mm away (`spacing_z` is the slice spacing in mm), linearly
+    interpolated between slices, so the input means the same on 0.6 mm and 2.5 mm slices. `lung_mask` (z, y, x)
     is the whole volume's lung field, used when `config.mask_lungs` is set.
     """
-    k = int(config.context_slices)
-    idx = np.clip(np.asarray(zs, dtype=int)[:, None] + np.arange(-k, k + 1), 0, array.shape[0] - 1)
-    # Neighbouring stacks share slices: prepare each distinct slice once.
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    prepared = prepare_slices(array[uniq], config, None if lung_mask is None else lung_mask[uniq])
-    return np.moveaxis(prepared[inverse.reshape(idx.shape)], 1, -1)
+    pos = context_positions(zs, config, spacing_z, array.shape[0])
+    lo = np.floor(pos).astype(int)
+    frac = pos - lo
+    hi = np.minimum(lo + 1, array.shape[0] - 1)
+    # Neighbouring stacks share slices: prepare each distinct slice once, then blend where positions fall
+    # between slices (the window is linear inside [hu_min, hu_max], so blending after it is exact there).
+    needed = np.unique(np.concatenate([lo.ravel(), hi[frac > 0].ravel()]))
+    prepared = prepare_slices(array[needed], config, None if lung_mask is None else lung_mask[needed])
+    where = np.searchsorted(needed, lo)
+    out = prepared[where]
+    if (frac > 0).any():
+        upper = prepared[np.searchsorted(needed, hi)]
+        f = frac[..., None, None].astype(np.float32)
+        out = out * (1 - f) + upper * f
+    return np.moveaxis(out, 1, -1)

@@ -40,7 +40,7 @@ def load_unet(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
 # Settings that define what the network sees; inference must use the values it was trained with.
 INPUT_FIELDS = ("image_size", "hu_min", "hu_max", "image_interpolation", "mask_lungs", "min_lung_fraction",
-                "context_slices")
+                "context_slices", "context_mm")
 
 
 def trained_input_config(config: UnetConfig, model_path: str | os.PathLike) -> UnetConfig:
