@@ -11,11 +11,13 @@ done with the same candidates is skipped (resume).
 
     python 3DCNN/preprocess.py                      # paper preset: LUNA16 candidates_V2.csv, all subsets
     python 3DCNN/preprocess.py --preset demo        # synthetic demo: candidates_V2.csv + U-Net candidates
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.mgicnn.config import PRESETS, MgiConfig
-from lungnodule.mgicnn.preprocess import preprocess
-from lungnodule.scripting import run, script_args
+from lungnodule.mgicnn.config import PRESETS
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -26,13 +28,14 @@ EVAL_SOURCE = "candidates"
 HU_MIN = -1000.0
 HU_MAX = 400.0
 SPLINE_ORDER = 3
+PATCH_SPACING_MM = ()  # (z, y, x) mm to resample patches to; () = native voxels (the original)
 SUBSETS = (-1,)
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in MgiConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.mgicnn.preprocess import preprocess  # after parsing: --help stays fast
+
     subsets = None if -1 in args.subsets else list(args.subsets)
     summary = preprocess(config, args.data_root, args.work_dir, candidates_csv=args.candidates or None,
                          unet_dir=args.unet_dir or None, subsets=subsets)

@@ -10,11 +10,13 @@ the U-Net curve comes from stage 1's candidates in UNET_DIR). A fold trained wit
 by the fused score, with the MGI-CNN's own score reported beside it.
 
     python 3DCNN/test.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.mgicnn.config import PRESETS, MgiConfig
-from lungnodule.mgicnn.evaluate import test
-from lungnodule.scripting import run, script_args
+from lungnodule.mgicnn.config import PRESETS
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -22,8 +24,10 @@ RESULTS_DIR = "Results"
 UNET_DIR = "data/work/unet"
 TEST_SUBSETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 VAL_SUBSET = -1
+POOLED = False
 EVAL_SOURCE = "candidates"
 PREDICT_BATCH_SIZE = 256
+TTA_FLIPS = False
 N_BOOTSTRAP = 1000
 SEED = 0
 
@@ -35,9 +39,9 @@ def _fmt(m: dict) -> str:
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in MgiConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.mgicnn.evaluate import test  # after parsing: --help stays fast
+
     m = test(config, args.data_root, args.work_dir, args.results_dir, unet_dir=args.unet_dir or None,
              n_bootstrap=args.n_bootstrap)
     if "unet" in m:

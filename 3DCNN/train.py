@@ -12,11 +12,13 @@ validation). Run it again after an interruption: it resumes from last.keras (--n
 
     python 3DCNN/train.py --preset demo
     python 3DCNN/train.py --test-subsets 9 --merge concat     # one fold, an ablation
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.mgicnn.config import PRESETS, MgiConfig
-from lungnodule.mgicnn.training import train
-from lungnodule.scripting import run, script_args
+from lungnodule.mgicnn.config import PRESETS
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/mgicnn"
@@ -24,6 +26,7 @@ RESULTS_DIR = "Results"
 RESUME = True
 TEST_SUBSETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 VAL_SUBSET = -1
+POOLED = False  # one model for all TEST_SUBSETS together instead of one per subset
 TRAIN_SOURCES = ("candidates",)
 EVAL_SOURCE = "candidates"
 MODE = "proposed"
@@ -44,13 +47,16 @@ EVAL_SOURCE_REPEATS = 1  # copies of each EVAL_SOURCE training candidate per epo
 SELECT_BY = "cpm"
 OPERATING_FPS_PER_SCAN = 1.0
 FUSION_WEIGHTS = ()  # U-Net weights of the fused score tried on validation; () = MGI-CNN alone (the original)
+OPERATING_THRESHOLDS = ()  # stage-1 operating point tried on validation (EVAL_SOURCE "unet"); () = every candidate
+OPERATING_MAX_CANDIDATES = ()
+TTA_FLIPS = False
 SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in MgiConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.mgicnn.training import train  # after parsing: --help stays fast
+
     result = train(config, args.data_root, args.work_dir, args.results_dir, resume=args.resume)
     for test, m in result["folds"].items():
         v = m["validation"]

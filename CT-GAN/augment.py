@@ -12,12 +12,14 @@ paired scan-bootstrap 95% CI from N_BOOTSTRAP resamples); and RESULTS_DIR/GAN_au
 FROC curves). Nothing else in CTGAN_DIR, UNET_DIR or RESULTS_DIR is written.
 
     python CT-GAN/augment.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.ctgan.augmentation import augmentation_experiment
-from lungnodule.ctgan.config import PRESETS, CTGANConfig
+from lungnodule.ctgan.config import PRESETS
 from lungnodule.mgicnn.config import PRESETS as MGI_PRESETS
-from lungnodule.scripting import run, script_args
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan_aug"
@@ -33,9 +35,10 @@ SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.pipeline import augmentation_experiment  # after parsing: --help stays fast
+
     preset = args.preset or "paper"
-    config = PRESETS[preset].replace(**{k: v for k, v in vars(args).items() if k in CTGANConfig.__dataclass_fields__})
     # The MGI-CNN's settings come from its own preset of the same name (the paper's where it has none).
     mgi_config = MGI_PRESETS.get(preset, MGI_PRESETS["paper"]).replace(seed=args.seed)
     r = augmentation_experiment(args.data_root, args.work_dir, args.results_dir, args.seed, preset,

@@ -14,8 +14,6 @@ import argparse
 from pathlib import Path
 
 from lungnodule.ctgan.config import PRESETS
-from lungnodule.ctgan.tampering import load_tamper_model
-from lungnodule.ctgan.viewer import TamperSession
 from lungnodule.errors import ModelMissingError
 from lungnodule.scripting import run
 
@@ -24,6 +22,8 @@ OUT_DIR = "data/tampered/gui"
 
 
 def _models(work_dir: str) -> dict:
+    from lungnodule.ctgan.tampering import load_tamper_model
+
     models = {}
     for mode in ("inject", "remove"):
         try:
@@ -39,10 +39,13 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=WORK_DIR, help="folder holding inject/ and remove/ models")
     parser.add_argument("--out-dir", default=OUT_DIR, help="where Save writes")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     args = parser.parse_args(argv)
 
     import matplotlib.pyplot as plt
     from matplotlib.widgets import Button, RadioButtons
+
+    from lungnodule.ctgan.viewer import TamperSession  # after parsing: --help stays fast
 
     session = TamperSession.open(args.scan, _models(args.work_dir), PRESETS[args.preset])
     stem = Path(args.scan).name.removesuffix(".mhd")

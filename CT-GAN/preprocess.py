@@ -10,11 +10,13 @@ on the training cubes. Writes WORK_DIR/{inject,remove}/: train.npy, val.npy (flo
 normalization.npz, sites.csv, trainset.json.
 
     python CT-GAN/preprocess.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.ctgan.config import MODES, PRESETS, CTGANConfig
-from lungnodule.ctgan.dataset import build_trainset
-from lungnodule.scripting import run, script_args
+from lungnodule.ctgan.config import MODES, PRESETS
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
@@ -38,9 +40,9 @@ NBINS = 10000
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in CTGANConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.ctgan.dataset import build_trainset  # after parsing: --help stays fast
+
     results = {}
     for mode in (MODES if args.mode == "both" else (args.mode,)):
         results[mode] = build_trainset(config, args.data_root, args.work_dir, mode)

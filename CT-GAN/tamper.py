@@ -16,9 +16,7 @@ import argparse
 import sys
 
 from lungnodule.ctgan.config import PRESETS
-from lungnodule.ctgan.tampering import (check_destination, load_tamper_model, parse_points, protect_negative_points,
-                                        tamper_file)
-from lungnodule.scripting import run
+from lungnodule.scripting import parse_points, protect_negative_points, run
 
 WORK_DIR = "data/work/ctgan"
 
@@ -35,9 +33,12 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=WORK_DIR, help="folder holding inject/ and remove/ models")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                         help="touch-up settings (all presets share them unless changed)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     args = parser.parse_args(protect_negative_points(sys.argv[1:] if argv is None else argv))
     config = PRESETS[args.preset]
     points = parse_points(args.coord)
+    from lungnodule.ctgan.tampering import check_destination, load_tamper_model, tamper_file  # after parsing
+
     check_destination(args.target, args.destination, args.format)  # before the model is loaded
     model = load_tamper_model(args.work_dir, args.action)
     out, seconds = tamper_file(args.target, args.destination, args.action, points, model, coords=args.system,

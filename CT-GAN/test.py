@@ -8,11 +8,13 @@ detector can be run on, with annotations.csv and tampered_sites.csv), WORK_DIR/t
 WORK_DIR/test.json and RESULTS_DIR/GAN_results.png (the same slices before and after).
 
     python CT-GAN/test.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.ctgan.config import PRESETS, CTGANConfig
-from lungnodule.ctgan.heldout import test
-from lungnodule.scripting import run, script_args
+from lungnodule.ctgan.config import PRESETS
+from lungnodule.scripting import run, stage_main
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/ctgan"
@@ -27,9 +29,9 @@ SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in CTGANConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.ctgan.heldout import test  # after parsing: --help stays fast
+
     r = test(config, args.data_root, args.work_dir, args.results_dir)
     for mode in ("inject", "remove"):
         m = r[mode]

@@ -11,11 +11,13 @@ RESULTS_DIR/GAN_loss_curve.png and RESULTS_DIR/GAN_progress_<mode>.png. Run it a
 interruption: it resumes from the checkpoint (--no-resume starts over).
 
     python CT-GAN/train.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.ctgan.config import MODES, PRESETS, CTGANConfig
-from lungnodule.ctgan.training import train
-from lungnodule.scripting import run, script_args
+from lungnodule.ctgan.config import MODES, PRESETS
+from lungnodule.scripting import run, stage_main
 
 WORK_DIR = "data/work/ctgan"
 RESULTS_DIR = "Results"
@@ -35,9 +37,9 @@ PROGRESS_CUBES = 3
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in CTGANConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.ctgan.training import train  # after parsing: --help stays fast
+
     results = {}
     for mode in (MODES if args.mode == "both" else (args.mode,)):
         results[mode] = r = train(config, args.work_dir, args.results_dir, mode, resume=args.resume)

@@ -12,11 +12,13 @@ when interrupted.
     python Unet/preprocess.py                      # paper preset, data/synthetic
     python Unet/preprocess.py --preset demo
     python Unet/preprocess.py --data-root /data/LUNA16
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.scripting import run, script_args
-from lungnodule.unet.config import PRESETS, UnetConfig
-from lungnodule.unet.preprocess import preprocess
+from lungnodule.scripting import run, stage_main
+from lungnodule.unet.config import PRESETS
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/unet"
@@ -31,13 +33,14 @@ MASK_LUNGS = False
 MIN_LUNG_FRACTION = 0.01
 MASK_MIN_RADIUS_PX = 0.0
 CONTEXT_SLICES = 0
+CONTEXT_MM = 0.0
 SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in UnetConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.unet.preprocess import preprocess  # after parsing: --help stays fast
+
     summary = preprocess(config, args.data_root, args.work_dir)
     for split, s in summary["splits"].items():
         print(f"{split}: {s['scans']} scans (subsets {s['subsets']}), {s['slices']} slices "

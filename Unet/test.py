@@ -9,11 +9,13 @@ candidates per scan and the LUNA16 FROC / CPM with its bootstrap 95% CI (WORK_DI
 WORK_DIR/detection.json, WORK_DIR/test_metrics.json and RESULTS_DIR/Unet_results.png.
 
     python Unet/test.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.scripting import run, script_args
-from lungnodule.unet.config import PRESETS, UnetConfig
-from lungnodule.unet.evaluate import test
+from lungnodule.scripting import run, stage_main
+from lungnodule.unet.config import PRESETS
 
 DATA_ROOT = "data/synthetic"
 WORK_DIR = "data/work/unet"
@@ -27,15 +29,17 @@ TUNE_THRESHOLD = True
 MAX_CANDIDATES = 100
 MIN_COMPONENT_VOXELS = 1
 SCORE = "max"
+CANDIDATE_MODE = "components"
+PEAK_RADIUS_MM = 5.0
 PREDICT_BATCH_SIZE = 8
 N_BOOTSTRAP = 1000
 SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in UnetConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.unet.evaluate import test  # after parsing: --help stays fast
+
     m = test(config, args.data_root, args.work_dir, args.results_dir, model_path=args.model or None,
              n_bootstrap=args.n_bootstrap)
     lo, hi = m["cpm_ci95"] or (float("nan"), float("nan"))

@@ -12,11 +12,13 @@ WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again after an interru
 last.keras (pass --no-resume to start over).
 
     python Unet/train.py --preset demo
+
+Precedence of every setting: a flag, then a constant edited below, then --preset, then the paper preset
+(the constants' values); the resolved configuration is printed and written to WORK_DIR/<script>.config.json.
 """
 
-from lungnodule.scripting import run, script_args
-from lungnodule.unet.config import PRESETS, UnetConfig
-from lungnodule.unet.training import train
+from lungnodule.scripting import run, stage_main
+from lungnodule.unet.config import PRESETS
 
 WORK_DIR = "data/work/unet"
 RESULTS_DIR = "Results"
@@ -53,9 +55,9 @@ SEED = 0
 
 
 def main(argv=None):
-    args = script_args(__doc__, {k: v for k, v in globals().items() if k.isupper()}, PRESETS, argv)
-    config = PRESETS[args.preset or "paper"].replace(**{
-        k: v for k, v in vars(args).items() if k in UnetConfig.__dataclass_fields__})
+    config, args = stage_main(globals(), PRESETS, argv)
+    from lungnodule.unet.training import train  # after parsing: --help stays fast
+
     result = train(config, args.work_dir, args.results_dir, resume=args.resume,
                    initial_weights=args.initial_weights or None)
     print(f"best validation Dice {result['best_val_dice']:.4f} at epoch {result['best_epoch']} of "

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Python-side TensorFlow warnings; C++ lines: quiet.py
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `lungnodule` command."""
     parser = argparse.ArgumentParser(prog="lungnodule", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines (filtered out by default: they read like failures)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate a synthetic dataset in exact LUNA16 layout")
@@ -128,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lungnodule` console script; returns the exit status."""
     from .errors import DataError, ModelMissingError
+    from .quiet import silence_native_logs
 
     args = build_parser().parse_args(argv)
+    silence_native_logs(args.verbose)
     try:
         return args.func(args)
     except (DataError, ModelMissingError) as exc:

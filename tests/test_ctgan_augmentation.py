@@ -192,7 +192,7 @@ def test_script_constants_are_the_paper_preset():
 
 
 def test_experiment_trains_both_and_writes_only_its_outputs(tiny_dataset, injector, tmp_path):
-    from lungnodule.ctgan.augmentation import augmentation_experiment
+    from lungnodule.pipeline import augmentation_experiment
 
     work, results = tmp_path / "work" / "ctgan_aug", tmp_path / "Results"
     out = augmentation_experiment(tiny_dataset, work, results, seed=0, preset="tiny", ctgan_dir=injector,

@@ -8,15 +8,19 @@ nodules).
 """
 
 from .config import MODES, PRESETS, CTGANConfig
-from .cubes import extract_cube, paste_cube
-from .normalization import CubeNormalizer
 
 __all__ = ["MODES", "PRESETS", "CTGANConfig", "extract_cube", "paste_cube", "CubeNormalizer", "build_trainset",
            "train", "test", "tamper", "tamper_file", "load_tamper_model", "TamperSession"]
 
 
 def __getattr__(name):
-    # Keras-dependent parts load on first use, so `import lungnodule.ctgan` stays light.
+    # SimpleITK- and Keras-dependent parts load on first use, so `import lungnodule.ctgan` stays light.
+    if name in ("extract_cube", "paste_cube"):
+        from . import cubes
+        return getattr(cubes, name)
+    if name == "CubeNormalizer":
+        from .normalization import CubeNormalizer
+        return CubeNormalizer
     if name == "build_trainset":
         from .dataset import build_trainset
         return build_trainset

@@ -8,11 +8,8 @@ list what the copies hold: `annotations.csv` gains the injected nodules (recorde
 injector's training nodules), `candidates_V2.csv` gains each copy's candidates (the source scan's, plus 1-6
 class-1 marks per injected nodule, as :mod:`lungnodule.synth.candidates` draws them for real nodules).
 
-:func:`augmentation_experiment` trains the MGI-CNN twice with one config and seed, on the original and on
-the augmented folder, scores both on the same held-out test scans and reports both CPMs with their
-scan-bootstrap 95% CIs and the CPM difference (augmented - baseline) with a *paired* scan-bootstrap 95% CI
-(:func:`lungnodule.evaluation.paired_cpm_bootstrap`: both systems are evaluated on the same resamples), whatever
-its sign.
+The experiment that trains the MGI-CNN on it (evaluation (b)) is :func:`lungnodule.pipeline.augmentation_experiment`:
+it joins two stages, so it lives with the pipeline.
 Coordinates are world (x, y, z) mm throughout, as in the LUNA16 CSVs.
 """
 
@@ -30,7 +27,6 @@ import pandas as pd
 from ..atomic import save_csv, write_text
 from ..errors import DataError
 from ..luna import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS, LunaDataset, fold_split
-from ..mgicnn.config import MgiConfig
 from ..progress import track
 from ..uids import new_uid
 from ..volume import volume_files, write_volume
@@ -91,7 +87,7 @@ def copy_candidates(candidates: pd.DataFrame, copy_uid: str, sites_xyz: np.ndarr
     there, still class 1), and any of them now inside an injected nodule (LUNA16 hit rule) becomes class 1.
     Each injected site (world mm, (N, 3)) adds 1-6 class-1 marks within 40% of its radius.
     """
-    from ..mgicnn.preprocess import label_candidates
+    from ..evaluation import label_candidates
     from ..synth.candidates import nodule_marks
 
     own = candidates[CANDIDATE_COLUMNS].assign(seriesuid=copy_uid).reset_index(drop=True)
@@ -178,107 +174,3 @@ def build_augmented_dataset(config: CTGANConfig, data_root: str | os.PathLike, c
                "seconds": round(time.perf_counter() - started, 2), "config": config.to_dict()}
     write_text(out_root / MANIFEST, json.dumps(summary, indent=2))
     return summary
-
-
-# --- the experiment -------------------------------------------------------------------------------------
-
-
-def _train_and_score(mgi_config: MgiConfig, data_root: Path, mgi_dir: Path, unet_dir: Path, progress: bool) -> dict:
-    """Preprocess, train and score one MGI-CNN (no figures); returns the timings and the training summary."""
-    from ..mgicnn.evaluate import test
-    from ..mgicnn.preprocess import preprocess
-    from ..mgicnn.training import train
-
-    timings = {}
-    t0 = time.perf_counter()
-    preprocess(mgi_config, data_root, mgi_dir, unet_dir=unet_dir, progress=progress)
-    timings["preprocess"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trained = train(mgi_config, data_root, mgi_dir, results_dir=None, resume=False, verbose=0)
-    timings["train"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    test(mgi_config, data_root, mgi_dir, results_dir=None, unet_dir=unet_dir, n_bootstrap=0)
-    timings["test"] = time.perf_counter() - t0
-    fold = next(iter(trained["folds"].values()))
-    return {"timings": {k: round(v, 2) for k, v in timings.items()},
-            "train_candidates": fold["train_candidates"], "train_positives": fold["train_positives"],
-            "best_epoch": fold["best_epoch"], "threshold": fold["threshold"],
-            "fusion_weight": fold.get("fusion_weight", 0.0)}
-
-
-def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.PathLike,
-                            results_dir: str | os.PathLike | None = "Results", seed: int = 0, preset: str = "demo", *,
-                            ctgan_config: CTGANConfig | None = None,
-                            mgi_config: MgiConfig | None = None,
-                            ctgan_dir: str | os.PathLike | None = None, unet_dir: str | os.PathLike | None = None,
-                            copies_per_scan: int = 1, n_bootstrap: int = 1000, progress: bool = True) -> dict:
-    """Evaluation (b): the MGI-CNN trained without and with GAN-injected nodules, on one held-out test subset.
-
-    Configs default to the `preset` of each stage with `seed`; the MGI-CNN is trained on the CT-GAN
-    config's fold (its test and validation subsets), so no tampered copy is ever validated or tested on.
-    Uses the injector in `ctgan_dir` (default `<work_dir>/../ctgan`) and stage 1's candidate files in
-    `unet_dir` (default `<work_dir>/../unet`; needed when the MGI-CNN uses the U-Net's candidates; the
-    tampered copies have none and contribute through their `candidates_V2.csv` rows). Writes under
-    `work_dir`: `augmented/` (:func:`build_augmented_dataset`), `mgicnn_baseline/` and `mgicnn_augmented/`
-    (each MGI-CNN's patches, model and scores), `augmentation.json`; and `results_dir/GAN_augmentation.png`
-    (both FROC curves with their bootstrap bands). Both systems are evaluated against the original
-    annotations of the same test scans. Returns the content of `augmentation.json`: per system the CPM,
-    its 95% CI and sensitivities (both readings); `difference` (augmented - baseline,
-    :func:`~lungnodule.evaluation.paired_cpm_bootstrap`);
-    timings in seconds.
-    """
-    from ..evaluation import evaluate_cad, paired_cpm_bootstrap
-    from ..froc_plot import plot_froc
-    from ..luna import read_results
-    from ..mgicnn.config import PRESETS as MGI_PRESETS
-    from .config import PRESETS as CTGAN_PRESETS
-
-    started = time.perf_counter()
-    ctgan_config = ctgan_config or CTGAN_PRESETS[preset].replace(seed=int(seed))
-    mgi_config = (mgi_config or MGI_PRESETS[preset].replace(seed=int(seed))).replace(
-        test_subsets=tuple(ctgan_config.test_subsets), val_subset=ctgan_config.val_subset, pooled=True)
-    work_dir = Path(work_dir)
-    ctgan_dir = Path(ctgan_dir) if ctgan_dir else work_dir.parent / "ctgan"
-    unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
-    t0 = time.perf_counter()
-    built = build_augmented_dataset(ctgan_config, data_root, ctgan_dir, work_dir / "augmented", copies_per_scan,
-                                    progress)
-    timings = {"build_augmented_dataset": round(time.perf_counter() - t0, 2)}
-    dataset = LunaDataset(data_root)
-    excluded = dataset.excluded
-    uids = dataset.uids_in(ctgan_config.test_subsets)
-    roots = {"baseline": Path(data_root), "augmented": work_dir / "augmented"}
-    runs, results = {}, {}
-    for name, root in roots.items():
-        mgi_dir = work_dir / f"mgicnn_{name}"
-        runs[name] = _train_and_score(mgi_config, root, mgi_dir, unet_dir, progress)
-        timings.update({f"{name}_{k}": v for k, v in runs[name]["timings"].items()})
-        scored = read_results(mgi_dir / "results_mgicnn.csv")
-        results[name] = evaluate_cad(dataset.annotations, excluded, uids, scored, n_bootstrap=n_bootstrap,
-                                     seed=mgi_config.seed)
-    base, aug = results["baseline"], results["augmented"]
-    paired = paired_cpm_bootstrap(base, aug, n_bootstrap, mgi_config.seed)
-    out = {"seed": int(mgi_config.seed), "preset": preset, "split": built["split"], "test_scans": len(uids),
-           "nodules": base.nodules}
-    for name, r in results.items():
-        out[name] = {**r.metrics(), "false_positives": r.matching.false_positives,
-                     **{k: v for k, v in runs[name].items() if k != "timings"}}
-    out["difference"] = {"cpm": paired["difference"], "ci95": paired["ci95"], "mean": paired["mean"],
-                         "share_improved": paired["share_improved"], "n_bootstrap": paired["n_bootstrap"],
-                         "cpm_stable": paired["stable"]["difference"], "stable_ci95": paired["stable"]["ci95"],
-                         "stable_share_improved": paired["stable"]["share_improved"],
-                         "method": "paired scan-level bootstrap: both systems on the same resampled test scans"}
-    out["augmented_dataset"] = {k: v for k, v in built.items() if k != "config"}
-    if results_dir is not None:
-        lo, hi = paired["ci95"]
-        figure = Path(results_dir) / "GAN_augmentation.png"
-        plot_froc({"MGI-CNN, baseline": base, "MGI-CNN, + GAN-injected nodules": aug}, figure,
-                  title=f"GAN augmentation, held-out subset(s) {list(ctgan_config.test_subsets)} ({len(uids)} scans): "
-                        f"CPM change {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], stable "
-                        f"{paired['stable']['difference']:+.3f} [{paired['stable']['ci95'][0]:+.3f}, "
-                        f"{paired['stable']['ci95'][1]:+.3f}] (paired)")
-        out["figure"] = str(figure)
-    timings["total"] = round(time.perf_counter() - started, 2)
-    out.update({"timings": timings, "config": {"ctgan": ctgan_config.to_dict(), "mgicnn": mgi_config.to_dict()}})
-    write_text(work_dir / "augmentation.json", json.dumps(out, indent=2, default=float))
-    return out

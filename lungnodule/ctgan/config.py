@@ -7,60 +7,60 @@ Lengths in millimetres, cube sizes in voxels of the 1 mm isotropic cube. Subsets
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..settings import Settings, setting
 
 MODES = ("inject", "remove")
 
 
 @dataclass(frozen=True)
-class CTGANConfig:
+class CTGANConfig(Settings):
     """All CT-GAN stage settings; defaults reproduce the original repository (reference section 4 and 8)."""
 
     # Data and folds.
-    test_subsets: tuple = (9,)
-    val_subset: int = 8
-    seed: int = 0
+    test_subsets: tuple = setting((9,), "subsets whose scans are tampered for the evaluation")
+    val_subset: int = setting(8, "validation subset (progress grids, validation losses)")
+    seed: int = setting(0, "seed of sites, batches and weights")
     # Cubes: a cut_mm cube resampled to spacing_mm, centre-cropped to cube_size; the condition zeroes the
     # centre mask_size^3 (indices 6..25 at 32^3).
-    cut_mm: float = 40.0
-    spacing_mm: float = 1.0
-    cube_size: int = 32
-    mask_size: int = 20
+    cut_mm: float = setting(40.0, "edge of the cube cut around a site (mm)")
+    spacing_mm: float = setting(1.0, "isotropic spacing the cube is resampled to (mm)")
+    cube_size: int = setting(32, "edge of the network's cube (voxels)")
+    mask_size: int = setting(20, "edge of the in-painted centre (voxels)")
     # Training-set augmentation: 3 flips, 4 shifts of (0, +-shift, +-shift) voxels, rotations in the axial
     # plane at rotation_start + k * rotation_step degrees (k < n_rotations): 20 instances per site.
-    shift: int = 4
-    n_rotations: int = 12
-    rotation_start: float = 6.0
-    rotation_step: float = 30.0
-    # Remover sites: healthy lung points per training scan, at least clearance_mm (box distance, beyond the
-    # finding's radius) from every annotated and excluded finding, and lung_margin_mm deep inside the lung.
-    # Injector sites: the annotated nodules of at least this diameter (0: all of them, as the original).
-    inject_min_diameter_mm: float = 0.0
-    healthy_sites_per_scan: int = 2
-    clearance_mm: float = 20.0
-    lung_margin_mm: float = 8.0
-    # Histogram equalisation bins (fitted on the training cubes).
-    nbins: int = 10000
+    shift: int = setting(4, "in-plane shift of the off-centre crops (voxels)")
+    n_rotations: int = setting(12, "axial rotations per site")
+    rotation_start: float = setting(6.0, "first rotation (degrees)")
+    rotation_step: float = setting(30.0, "step between rotations (degrees)")
+    # Sites: injector = annotated nodules of at least inject_min_diameter_mm (0: all, as the original);
+    # remover = healthy lung points away from every finding and deep inside the lung.
+    inject_min_diameter_mm: float = setting(0.0, "smallest annotated nodule the injector learns from (0: all)")
+    healthy_sites_per_scan: int = setting(2, "remover: healthy lung sites per training scan")
+    clearance_mm: float = setting(20.0, "healthy sites: distance beyond every finding's radius (mm)")
+    lung_margin_mm: float = setting(8.0, "healthy sites: depth inside the lung (mm)")
+    nbins: int = setting(10000, "bins of the histogram equalisation (fitted on the training cubes)")
     # Networks: gf = df = base_filters (40 in the original repository, 100 in the CT-GAN paper).
-    base_filters: int = 40
+    base_filters: int = setting(40, "filters of the first generator and discriminator level")
     # Training: LSGAN with real = 0, fake = 1; G loss = adversarial + l1_weight * L1.
-    lr_d: float = 1e-6
-    lr_g: float = 2e-4
-    beta_1: float = 0.5
-    l1_weight: float = 100.0
-    inject_epochs: int = 70
-    inject_batch_size: int = 16
-    remove_epochs: int = 200
-    remove_batch_size: int = 32
-    progress_cubes: int = 3  # validation cubes shown in each progress grid
-    run_eagerly: bool = False  # eager train steps: faster than tracing for the tiny test networks
+    lr_d: float = setting(1e-6, "discriminator learning rate")
+    lr_g: float = setting(2e-4, "generator learning rate")
+    beta_1: float = setting(0.5, "Adam beta 1 of both optimisers")
+    l1_weight: float = setting(100.0, "weight of the L1 term of the generator loss")
+    inject_epochs: int = setting(70, "injector epochs")
+    inject_batch_size: int = setting(16, "injector batch size")
+    remove_epochs: int = setting(200, "remover epochs")
+    remove_batch_size: int = setting(32, "remover batch size")
+    progress_cubes: int = setting(3, "validation cubes in each progress grid")
+    run_eagerly: bool = setting(False, "eager train steps (faster than tracing for the tiny test networks)")
     # Tampering touch-ups (reference section 4.5): a touchup_scale x cube region, copied lung noise.
-    touchup_scale: float = 1.3
-    copynoise: bool = True
-    # Test: scans of the test subset tampered (0 = all) and sites injected per scan.
-    test_scans: int = 0
-    inject_per_scan: int = 1
+    touchup_scale: float = setting(1.3, "touch-up region as a multiple of the cube")
+    copynoise: bool = setting(True, "add lung texture copied from the clean scan")
+    # Test: scans of the test subsets tampered (0 = all) and sites injected per scan.
+    test_scans: int = setting(0, "test scans tampered (0: all)")
+    inject_per_scan: int = setting(1, "nodules injected per test scan")
 
     def epochs_for(self, mode: str) -> int:
         """Epochs of the injector or the remover."""
@@ -74,20 +74,6 @@ class CTGANConfig:
     def n_instances(self) -> int:
         """Training cubes per site: the original, 3 flips, 4 shifts and the rotations."""
         return 8 + self.n_rotations
-
-    def to_dict(self) -> dict:
-        """The settings as a JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CTGANConfig":
-        """A config from a dict, ignoring unknown keys (e.g. a script namespace's `preset`)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def replace(self, **changes) -> "CTGANConfig":
-        """A copy with some settings changed."""
-        return replace(self, **changes)
 
 
 def _mode(mode: str) -> str:

@@ -22,10 +22,8 @@ fields) or DICOM series with new UIDs marked DERIVED.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import keras
 import numpy as np
@@ -34,6 +32,7 @@ from scipy.special import expit
 from scipy.stats import norm as normal
 
 from ..errors import DataError
+from ..scripting import parse_points, protect_negative_points  # noqa: F401  (the CLI's point parsing)
 from ..volume import Volume, planned_volume_files, read_volume, write_volume
 from .config import CTGANConfig, _mode
 from .cubes import AIR_HU, cast_like, centre_mask, centre_voxel, extract_cube, resample_back
@@ -258,27 +257,6 @@ def tamper_file(source: str | os.PathLike, destination: str | os.PathLike, mode:
     written = write_tampered(tampered.reoriented(stored.direction), destination, mode, fmt=fmt, source=source,
                              sites_xyz=world)
     return written, seconds
-
-
-_TRIPLE = re.compile(r"^-[\d.]+(?:[eE][-+]?\d+)?,\s*-?[\d.]+(?:[eE][-+]?\d+)?,\s*-?[\d.]+(?:[eE][-+]?\d+)?$")
-
-
-def protect_negative_points(argv: Sequence[str]) -> list[str]:
-    """`argv` with each "x,y,z" triple that starts with a minus sign prefixed by a space, so that argparse reads
-    it as a value, not an option (LUNA16 world coordinates are often negative: -c -120.5,45.2,-300)."""
-    return [" " + a if _TRIPLE.match(a) else a for a in argv]
-
-
-def parse_points(text: Sequence[str] | str) -> np.ndarray:
-    """Points from the CLI: "a,b,c" strings (one per point, or several separated by spaces) -> (N, 3)."""
-    items = text.split() if isinstance(text, str) else [t for s in text for t in str(s).split()]
-    try:
-        pts = np.array([[float(v) for v in item.strip("()[] ").split(",")] for item in items], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"coordinates must be comma-separated numbers like 120,256,300; got {text!r}") from None
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise ValueError(f"each coordinate needs 3 comma-separated numbers, got {text!r}")
-    return pts
 
 
 def load_tamper_model(work_dir: str | os.PathLike, mode: str) -> TamperModel:

@@ -54,7 +54,7 @@ Modules: :mod:`.matching` (marks to nodules), :mod:`.froc` (the curve and its CP
 
 
 from .bootstrap import Bootstrap, WeightedFroc, bootstrap_counts, bootstrap_froc, paired_cpm_bootstrap
-from .coverage import nodule_hits, split_metrics, threshold_at_fps
+from .coverage import label_candidates, nodule_hits, split_metrics, threshold_at_fps
 from .froc import (CPM_AGREEMENT, FP_RATE_KEYS, FP_RATES, Curve, compute_froc, cpm_interpolated, cpm_leaderboard,
                    cpm_stable, curve_warnings, sensitivities_interpolated, sensitivities_leaderboard,
                    sensitivities_stable)
@@ -67,7 +67,8 @@ __all__ = [
     "Bootstrap", "CPM_AGREEMENT", "CPM_READINGS", "Curve", "FP_RATES", "FP_RATE_KEYS", "FrocResult", "Matching",
     "MISSED_PROBABILITY", "UNKNOWN_DIAMETER_MM", "WeightedFroc", "bootstrap_counts", "bootstrap_froc",
     "candidate_auc", "cap_marks", "compute_froc", "cpm_interpolated", "cpm_leaderboard", "cpm_stable",
-    "curve_warnings", "evaluate_cad", "evaluate_files", "hit_pairs", "match_candidates", "nodule_hits",
+    "curve_warnings", "evaluate_cad", "evaluate_files", "hit_pairs", "label_candidates", "match_candidates",
+    "nodule_hits",
     "paired_cpm_bootstrap", "roc_auc", "sensitivities_interpolated", "sensitivities_leaderboard",
     "sensitivities_stable", "split_metrics", "threshold_at_fps", "write_evaluation",
 ]

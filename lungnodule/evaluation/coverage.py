@@ -23,6 +23,16 @@ def nodule_hits(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarr
     return hits
 
 
+def label_candidates(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
+    """Class (N,) int64 of each candidate: 1 when it lies strictly within an annotated nodule's radius.
+
+    World (x, y, z) mm; the LUNA16 hit rule (distance < diameter / 2, negative diameter = 10 mm).
+    """
+    labels = np.zeros(len(candidates), dtype=np.int64)
+    labels[hit_pairs(candidates, annotations)[0]] = 1
+    return labels
+
+
 def split_metrics(candidates: pd.DataFrame, annotations: pd.DataFrame, uids: Sequence[str]) -> dict:
     """Candidate sensitivity (LUNA16 hit criterion), nodules, hits and candidates per scan over the scans `uids`."""
     ann = annotations[annotations["seriesuid"].isin(uids)]

@@ -9,70 +9,65 @@ are chosen.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
+
+from ..settings import Settings, setting
 
 MERGES = ("sum", "concat", "conv")  # multistream_mode 0, 1, 2
 MODES = ("proposed", "ri", "lr", "zi", "zo")  # model_mode 0..4: proposed, RI, LR, zoom-in only, zoom-out only
 
 
 @dataclass(frozen=True)
-class MgiConfig:
+class MgiConfig(Settings):
     """All MGI-CNN stage settings; defaults reproduce the original (reference sections 3 and 8)."""
 
-    # Folds: LUNA16 subsets. val_subset -1 = the subset after each test subset (cyclically). One model per
-    # test subset (cross-validation, as the paper), or with `pooled` one model for all of them together,
-    # trained on the other subsets and validated on val_subset (a single train / validation / test split).
-    test_subsets: tuple = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
-    val_subset: int = -1
-    pooled: bool = False
-    seed: int = 0
-    # Candidates: which sources train, and which one is scored at validation / test. "candidates" = the
-    # dataset's candidates_V2.csv (labelled); "unet" = stage-1 candidates (labelled by the LUNA16 hit rule).
-    train_sources: tuple = ("candidates",)
-    eval_source: str = "candidates"
-    # Patches: 28x42x42 voxels at the scan's own spacing (the original), or resampled to patch_spacing_mm
-    # (z, y, x) so that a nodule looks the same size whatever the scan's voxel size.
-    hu_min: float = -1000.0
-    hu_max: float = 400.0
-    spline_order: int = 3  # scipy.ndimage.zoom default, boundary mode 'nearest', as the original
-    patch_spacing_mm: tuple = ()
+    # Folds: LUNA16 subsets. One model per test subset (cross-validation, as the paper), or with `pooled` one
+    # model for all of them together, trained on the other subsets and validated on val_subset.
+    test_subsets: tuple = setting((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), "test subsets: one model (fold) each")
+    val_subset: int = setting(-1, "validation subset (-1: the one after each test subset, cyclically)")
+    pooled: bool = setting(False, "one model for all test subsets together (a single train/val/test split)")
+    seed: int = setting(0, "seed of sampling, augmentation and weights")
+    # Candidates: "candidates" = the dataset's candidates_V2.csv (labelled); "unet" = stage-1 candidates
+    # (labelled by the LUNA16 hit rule).
+    train_sources: tuple = setting(("candidates",), "candidate lists trained on", ("candidates", "unet"))
+    eval_source: str = setting("candidates", "candidate list scored at validation and test", ("candidates", "unet"))
+    # Patches: 28x42x42 voxels at the scan's own spacing (the original), or resampled to patch_spacing_mm.
+    hu_min: float = setting(-1000.0, "HU mapped to 0")
+    hu_max: float = setting(400.0, "HU mapped to 1")
+    spline_order: int = setting(3, "spline order of the scale zooms (scipy.ndimage.zoom, mode 'nearest')")
+    patch_spacing_mm: tuple = setting((), "resample patches to this (z, y, x) spacing in mm (empty: native "
+                                          "voxels, the original)")
     # Network.
-    mode: str = "proposed"
-    merge: str = "sum"
-    filters: tuple = (64, 128, 192, 256, 512)  # GFE stages 1-3, after the pool, head
-    dense_units: int = 1024
-    dropout: float = 0.5
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    leaky_slope: float = 0.2
-    init_std: float = 0.001  # truncated-normal kernel initialiser
-    logit_batchnorm: bool = True  # the original passes the final logit through BN
+    mode: str = setting("proposed", "network: the proposed MGI-CNN or an ablation", MODES)
+    merge: str = setting("sum", "how the zoom-in and zoom-out streams merge", MERGES)
+    filters: tuple = setting((64, 128, 192, 256, 512), "widths of GFE stages 1-3, after the pool, the head")
+    dense_units: int = setting(1024, "units of the two dense layers")
+    dropout: float = setting(0.5, "dropout before each dense layer")
+    bn_momentum: float = setting(0.9, "batch-norm momentum")
+    bn_epsilon: float = setting(1e-5, "batch-norm epsilon")
+    leaky_slope: float = setting(0.2, "LeakyReLU slope")
+    init_std: float = setting(0.001, "truncated-normal kernel initialiser std")
+    logit_batchnorm: bool = setting(True, "pass the final logit through batch norm (the original)")
     # Training: sigmoid cross-entropy, Adam(lr, beta1, beta2), every positive x 4 rotations x 27 shifts.
-    learning_rate: float = 3e-3
-    beta1: float = 0.5
-    beta2: float = 0.999
-    batch_size: int = 64
-    epochs: int = 50
-    steps_per_epoch: int = 0  # 0 = a full epoch (every real candidate + every augmented positive once)
-    augment_positives: bool = True
-    negative_fraction: float = 1.0  # fraction of the training negatives drawn per epoch
-    # Copies of each eval-source training candidate in the epoch pool: > 1 oversamples stage 1's own
-    # (hard) false positives among the far more numerous candidates_V2 ones.
-    eval_source_repeats: int = 1
-    # Selection on the validation subset: "cpm" (of the eval source's candidates) or "loss".
-    select_by: str = "cpm"
-    operating_fps_per_scan: float = 1.0  # threshold: the validation FROC's point at this many FPs per scan
-    # Score fusion with the U-Net probability (eval_source "unet" only; mgicnn.fusion): the U-Net weights
-    # tried on validation; () or (0,) = the MGI-CNN probability alone, as the original.
-    fusion_weights: tuple = ()
-    # The stage-1 operating point (eval_source "unet"; mgicnn.operating): the U-Net probability thresholds and
-    # candidate caps per scan tried on validation for the final score's stable CPM; () = every candidate.
-    operating_thresholds: tuple = ()
-    operating_max_candidates: tuple = ()
-    predict_batch_size: int = 256
-    # Test-time augmentation: average the probability over the in-plane flips (4 views) at validation, test
-    # and in `lungnodule detect`.
-    tta_flips: bool = False
+    learning_rate: float = setting(3e-3, "Adam learning rate")
+    beta1: float = setting(0.5, "Adam beta 1")
+    beta2: float = setting(0.999, "Adam beta 2")
+    batch_size: int = setting(64, "samples per batch")
+    epochs: int = setting(50, "epochs")
+    steps_per_epoch: int = setting(0, "batches per epoch (0: a full epoch over every real and augmented sample)")
+    augment_positives: bool = setting(True, "every positive also as 4 rotations x 27 one-voxel shifts per epoch")
+    negative_fraction: float = setting(1.0, "fraction of the training negatives drawn per epoch")
+    eval_source_repeats: int = setting(1, "copies of each eval-source training candidate per epoch (> 1 "
+                                          "oversamples stage 1's own false positives)")
+    select_by: str = setting("cpm", "epoch selection on validation: stable CPM or loss", ("cpm", "loss"))
+    operating_fps_per_scan: float = setting(1.0, "findings threshold: the validation FROC at this many FPs/scan")
+    fusion_weights: tuple = setting((), "U-Net weights of the fused score tried on validation (empty: the "
+                                        "MGI-CNN alone, the original)")
+    operating_thresholds: tuple = setting((), "stage-1 operating point: U-Net thresholds tried on validation "
+                                              "(empty: every stage-1 candidate)")
+    operating_max_candidates: tuple = setting((), "stage-1 operating point: candidate caps per scan tried")
+    predict_batch_size: int = setting(256, "samples per prediction batch")
+    tta_flips: bool = setting(False, "average the probability over the 4 in-plane flips")
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -96,22 +91,6 @@ class MgiConfig:
                              "probability")
         if any(not 0.0 <= float(w) <= 1.0 for w in self.fusion_weights):
             raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
-
-    def to_dict(self) -> dict:
-        """The settings as a JSON-friendly dict."""
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "MgiConfig":
-        """A config from a dict, ignoring unknown keys (e.g. a script namespace's `preset`)."""
-        names = {f.name for f in fields(cls)}
-        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-        return cls(**kept)
-
-    def replace(self, **changes) -> "MgiConfig":
-        """A copy with some settings changed."""
-        return replace(self, **changes)
 
     def folds(self, available: list[int]) -> list[dict]:
         """The {"train", "val", "test"} splits of `available` subsets (see luna.fold_split): one per test subset,

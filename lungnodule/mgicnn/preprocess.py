@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError
-from ..evaluation import hit_pairs
+from ..evaluation import label_candidates
 from ..handoff import unet_candidate_files
 from ..luna import LunaDataset, read_candidates, read_results
 from ..progress import track
@@ -40,16 +40,6 @@ XYZ = ["coordX", "coordY", "coordZ"]
 ROW_COLUMNS = ["seriesuid", *XYZ, "class", "source", "unet_probability", "diameter_mm",
                "voxel_z", "voxel_y", "voxel_x", "positive_row"]
 _CHUNK = 256  # candidates cut at a time
-
-
-def label_candidates(candidates: pd.DataFrame, annotations: pd.DataFrame) -> np.ndarray:
-    """Class (N,) int64 of each candidate: 1 when it lies strictly within an annotated nodule's radius.
-
-    World (x, y, z) mm; the LUNA16 hit rule (distance < diameter / 2, negative diameter = 10 mm).
-    """
-    labels = np.zeros(len(candidates), dtype=np.int64)
-    labels[hit_pairs(candidates, annotations)[0]] = 1
-    return labels
 
 
 def load_candidate_file(path: str | os.PathLike, source: str, annotations: pd.DataFrame) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from ..volume import write_volume
 from .presets import PRESETS, get_preset
 from .scan import generate_scan
 
-GENERATOR_VERSION = "1.1"  # 1.1: subsets dealt by nodule count (deal_subsets)
+GENERATOR_VERSION = "1.2"  # 1.1: subsets dealt by nodule count; 1.2: reconstruction kernels, wider demo spacing
 PARTS = ".synth-parts"
 STAGING = ".synth-scans"  # generated scans wait here until every scan is dealt to a subset
 SYNTH_FILES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", "candidates_V2.csv",

@@ -4,10 +4,11 @@
 (peaks at the common 0.625 / 1.25 / 2.5 mm reconstructions), 100-500 slices covering 300-350 mm.
 
 `demo` is sized for the 2-core CPU demo (about 40 scans, three stages trained in about 20 min). It
-deviates from LUNA16 geometry on purpose: 256 x 256 slices at 1.2-1.5 mm in-plane (a 310-380 mm
-field of view, so the body still fits), 2.0-2.5 mm slices and 80-120 slices covering only 180-280 mm
-(the lungs are compressed in z to fit), and 1/4 of LUNA16's class-0 candidates per scan. Nodules of
-3 mm remain visible (2-3 voxels across).
+deviates from LUNA16 geometry on purpose: 256 x 256 slices at 1.05-1.6 mm in-plane (a 270-410 mm
+field of view, so the body still fits; what a 512-px LUNA16 slice at 0.5-0.8 mm is once resized to 256 px),
+1.25-2.5 mm slices (a quarter of them 1.25 or 1.5 mm, as LUNA16's thin reconstructions) covering only
+180-280 mm (the lungs are compressed in z to fit), and 1/4 of LUNA16's class-0 candidates per scan. Nodules
+of 3 mm remain visible (2-3 voxels across).
 
 `tiny` is for tests: 128 x 128 slices at 1.5-1.7 mm over a smaller body, 48-64 slices of 3-3.5 mm,
 1/10 of the class-0 candidates, and fewer scans without nodules (1 in 6 instead of 1 in 3) so most
@@ -40,8 +41,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "luna": Preset("luna", 512, (0.5, 1.0), (0.625, 0.7, 1.0, 1.25, 1.5, 2.0, 2.5),
                    (0.2, 0.05, 0.1, 0.25, 0.05, 0.1, 0.25), (300.0, 350.0), (100, 500), 1.0, 1 / 3),
-    "demo": Preset("demo", 256, (1.2, 1.5), (2.0, 2.25, 2.5), (0.3, 0.3, 0.4), (180.0, 280.0), (80, 120),
-                   0.25, 1 / 3),
+    "demo": Preset("demo", 256, (1.05, 1.6), (1.25, 1.5, 2.0, 2.25, 2.5), (0.15, 0.1, 0.25, 0.2, 0.3),
+                   (180.0, 280.0), (80, 230), 0.25, 1 / 3),
     "tiny": Preset("tiny", 128, (1.5, 1.7), (3.0, 3.25, 3.5), (0.3, 0.3, 0.4), (160.0, 210.0), (48, 64),
                    0.1, 1 / 6, body_max_fraction=0.44),
 }

@@ -7,95 +7,76 @@ validation 8); the synthetic demo dataset has five subsets (test 4, validation 3
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
+
+from ..settings import Settings, setting
 
 
 @dataclass(frozen=True)
-class UnetConfig:
+class UnetConfig(Settings):
     """All U-Net stage settings; defaults reproduce the original (reference section 2 and section 8)."""
 
     # Data and folds.
-    test_subsets: tuple = (9,)
-    val_subset: int = 8
-    seed: int = 0
+    test_subsets: tuple = setting((9,), "held-out test subsets (LUNA16 folds)")
+    val_subset: int = setting(8, "validation subset: the epoch and the threshold are chosen on it")
+    seed: int = setting(0, "seed of slice sampling, augmentation and weights")
     # Preprocessing: axial slices windowed to [hu_min, hu_max] -> [0, 1], resized to image_size.
-    image_size: int = 320
-    hu_min: float = -1000.0
-    hu_max: float = 400.0
-    image_interpolation: str = "cubic"  # the original's cv2.INTER_CUBIC; masks are drawn at image_size
-    negative_slices_per_scan: int = 8  # the original gives no number; sampled among lung-bearing slices
-    mask_lungs: bool = False  # zero the image outside the (dilated) lung field, in training and inference
-    min_lung_fraction: float = 0.01  # a slice is lung-bearing when this fraction of it is lung field
-    context_slices: int = 0  # neighbouring slices on each side as extra input channels (2.5-D); 0: the original
-    context_mm: float = 0.0  # those neighbours this many mm apart (interpolated); 0: adjacent slices
-    mask_min_radius_px: float = 0.0  # draw each nodule's disc at least this radius (input pixels); 0: true size
+    image_size: int = setting(320, "network input size (pixels; each slice is resized to it)")
+    hu_min: float = setting(-1000.0, "HU mapped to 0")
+    hu_max: float = setting(400.0, "HU mapped to 1")
+    image_interpolation: str = setting("cubic", "slice resize interpolation (the original: cv2.INTER_CUBIC)",
+                                       ("nearest", "linear", "cubic", "area"))
+    negative_slices_per_scan: int = setting(8, "lung-bearing slices away from every finding, per scan")
+    mask_lungs: bool = setting(False, "zero the image outside the dilated lung field")
+    min_lung_fraction: float = setting(0.01, "a slice is lung-bearing when this fraction of it is lung field")
+    context_slices: int = setting(0, "neighbouring slices on each side as extra input channels (0: the original)")
+    context_mm: float = setting(0.0, "those neighbours this many mm apart, interpolated (0: adjacent slices)")
+    mask_min_radius_px: float = setting(0.0, "draw each nodule's disc at least this radius in pixels (0: true size)")
     # Network (the original: 32 filters growing by 32).
-    base_filters: int = 32
-    growth_step: int = 32
+    base_filters: int = setting(32, "filters of the first level")
+    growth_step: int = setting(32, "filters added per level")
     # Training: SGD-Nesterov, -Dice loss, batch 8, 80 epochs of 200 steps, 10 validation steps.
-    optimizer: str = "sgd"  # or "adam" (learning_rate; momentum unused)
-    dice_smooth: float = 100.0
-    bce_weight: float = 0.0  # > 0 adds positive-weighted cross-entropy to -Dice (see losses.SegmentationLoss)
-    positive_weight: float = 1.0  # weight of nodule pixels in that cross-entropy
-    # > 0: each nodule's pixels in a training slice are weighted (its area)^-nodule_balance, scaled so a
-    # batch's nodule pixels average 1; at 1 a 4 mm nodule weighs as much as a 20 mm one (0: per pixel).
-    nodule_balance: float = 0.0
-    # Share of training slices drawn from the nodule-bearing ones (0: every slice equally often, as the
-    # original); the rest are the negative slices.
-    positive_slice_fraction: float = 0.0
-    batch_size: int = 8
-    # Train on random crops of this many pixels (0: whole slices, the original). The network is fully
-    # convolutional, so it still predicts whole slices; a crop of a slice with a nodule contains it.
-    train_crop_size: int = 0
-    learning_rate: float = 1e-3
-    continue_learning_rate: float = 5e-4
-    momentum: float = 0.9
-    lr_schedule: str = "constant"  # the original; "cosine": to 0 along a cosine over epochs x steps_per_epoch
-    epochs: int = 80
-    steps_per_epoch: int = 200
-    validation_steps: int = 10  # 0: the whole validation split
+    optimizer: str = setting("sgd", "SGD-Nesterov (the original) or Adam", ("sgd", "adam"))
+    dice_smooth: float = setting(100.0, "smoothing of the -Dice loss")
+    bce_weight: float = setting(0.0, "weight of a positive-weighted cross-entropy added to -Dice (0: none)")
+    positive_weight: float = setting(1.0, "weight of nodule pixels in that cross-entropy")
+    nodule_balance: float = setting(0.0, "each nodule's pixels weighted by its area^-p, so small nodules count "
+                                         "as much as large ones at 1 (0: per pixel)")
+    positive_slice_fraction: float = setting(0.0, "share of training slices drawn from nodule slices (0: "
+                                                  "uniform, the original)")
+    batch_size: int = setting(8, "slices per batch")
+    train_crop_size: int = setting(0, "train on random crops of this many pixels, a multiple of 32 (0: whole "
+                                      "slices)")
+    learning_rate: float = setting(1e-3, "learning rate")
+    continue_learning_rate: float = setting(5e-4, "learning rate when starting from initial weights")
+    momentum: float = setting(0.9, "SGD momentum")
+    lr_schedule: str = setting("constant", "constant (the original) or cosine decay to 0 over the run",
+                               ("constant", "cosine"))
+    epochs: int = setting(80, "epochs")
+    steps_per_epoch: int = setting(200, "batches per epoch")
+    validation_steps: int = setting(10, "validation batches per epoch (0: the whole validation split)")
     # Augmentation, image and mask together (probabilities per sample).
-    elastic_p: float = 0.5
-    elastic_alpha: float = 128.0
-    elastic_sigma: float = 15.0
-    rotate_p: float = 0.8
-    rotate_deg: float = 20.0
-    flip_p: float = 0.5
-    shift_p: float = 0.8
-    shift_px: int = 30
-    distort_range: float = 0.5  # brightness and contrast factors U(1-r, 1+r), image only (0 disables)
+    elastic_p: float = setting(0.5, "probability of an elastic deformation")
+    elastic_alpha: float = setting(128.0, "elastic deformation strength (input pixels)")
+    elastic_sigma: float = setting(15.0, "elastic deformation smoothness (input pixels)")
+    rotate_p: float = setting(0.8, "probability of a rotation")
+    rotate_deg: float = setting(20.0, "largest rotation (degrees)")
+    flip_p: float = setting(0.5, "probability of each flip")
+    shift_p: float = setting(0.8, "probability of a shift")
+    shift_px: int = setting(30, "largest shift (input pixels)")
+    distort_range: float = setting(0.5, "brightness and contrast factors U(1-r, 1+r), image only (0: none)")
     # Inference: threshold on the probability, 3-D components, at most max_candidates per scan.
-    threshold: float = 0.5
-    # Tried on the validation subset; 2/255 is the original's fixed threshold (pixel >= 2 of 255).
-    threshold_grid: tuple = (2 / 255, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-    tune_threshold: bool = True
-    max_candidates: int = 100
-    min_component_voxels: int = 1
-    score: str = "max"  # component score: max or mean probability
-    # "components" (thresholded 3-D components, the original) or "peaks" (local maxima of the probability
-    # within peak_radius_mm, each scored by its peak; inference.extract_peaks).
-    candidate_mode: str = "components"
-    peak_radius_mm: float = 5.0
-    predict_batch_size: int = 8
-
-    def to_dict(self) -> dict:
-        """The settings as a JSON-friendly dict."""
-        d = asdict(self)
-        d["threshold_grid"] = list(self.threshold_grid)
-        return d
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "UnetConfig":
-        """A config from a dict, ignoring unknown keys (e.g. a script namespace's `preset`)."""
-        names = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in values.items() if k in names}
-        if "threshold_grid" in kept:
-            kept["threshold_grid"] = tuple(kept["threshold_grid"])
-        return cls(**kept)
-
-    def replace(self, **changes) -> "UnetConfig":
-        """A copy with some settings changed."""
-        return replace(self, **changes)
+    threshold: float = setting(0.5, "probability threshold when not tuned")
+    threshold_grid: tuple = setting((2 / 255, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+                                    "thresholds tried on validation (2/255: the original's fixed one)")
+    tune_threshold: bool = setting(True, "choose the threshold on validation")
+    max_candidates: int = setting(100, "candidates kept per scan, best first")
+    min_component_voxels: int = setting(1, "smallest component kept (voxels)")
+    score: str = setting("max", "component score", ("max", "mean"))
+    candidate_mode: str = setting("components", "thresholded 3-D components (the original) or local maxima",
+                                  ("components", "peaks"))
+    peak_radius_mm: float = setting(5.0, "peaks: the neighbourhood a peak is the maximum of (mm)")
+    predict_batch_size: int = setting(8, "slices per prediction batch")
 
 
 PRESETS: dict[str, UnetConfig] = {
