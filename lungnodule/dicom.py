@@ -32,7 +32,7 @@ from pydicom.valuerep import format_number_as_ds
 from .atomic import atomic_dir
 from .errors import DataError
 from .uids import new_uid
-from .volume import Volume
+from .geometry import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 # Multi-frame CT objects: a whole volume in one file; recognised so the error can say so.
