@@ -40,10 +40,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from .detect import default_report_dir, detect
+    from .detect import check_detect_inputs, default_report_dir, describe_score, detect, load_detector
 
-    rows = detect(args.scans, args.out, unet_dir=args.unet_dir, mgicnn_dir=args.mgicnn_dir,
-                  report_dir=args.report_dir, threshold=args.threshold, all_candidates=args.all_candidates)
+    check_detect_inputs(args.scans, args.out, args.report_dir)  # before any model is loaded
+    detector = load_detector(args.unet_dir, args.mgicnn_dir)
+    print(f"final score: {describe_score(detector)}", flush=True)
+    rows = detect(args.scans, args.out, report_dir=args.report_dir, threshold=args.threshold,
+                  all_candidates=args.all_candidates, detector=detector)
     report = args.report_dir or default_report_dir(args.out)
     print(f"{len(rows)} {'candidate(s)' if args.all_candidates else 'finding(s)'} in {len(args.scans)} scan(s) "
           f"-> {args.out}; reports in {report}/")

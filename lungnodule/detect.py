@@ -6,7 +6,8 @@ U-Net proposes candidates (its validation-chosen threshold from `detection.json`
 one (its probability, fused with the U-Net's where validation chose a fusion weight), and the findings
 (that score >= the threshold chosen on its validation subset, or every
 candidate with `all_candidates`) go to a LUNA16-format CSV (`seriesuid, coordX, coordY, coordZ,
-probability`, world mm; plus `diameter_mm`, the U-Net component's equivalent-sphere diameter). For each
+probability`, world mm; plus `diameter_mm`, the equivalent-sphere diameter of the U-Net's response at half its
+peak or more, the stage's own measure of size). For each
 scan a PNG report shows each finding on its axial slice, ringed, with its probability and diameter; a
 scan without findings gets a report saying so (a normal result). Missing models raise
 :class:`ModelMissingError` naming the command that makes them.
@@ -177,26 +178,30 @@ def plot_report(volume: Volume, findings: pd.DataFrame, uid: str, path: str | os
     save_figure(path, fig)
 
 
+def describe_score(detector: Detector) -> str:
+    """One line saying what the final score is: the MGI-CNN's probability, or its fusion with the U-Net's."""
+    w = detector.fusion_weight
+    text = ("the MGI-CNN probability alone" if w == 0 else
+            "the U-Net probability alone (the MGI-CNN has weight 0)" if w == 1 else
+            f"sigmoid({1 - w:g} logit(MGI-CNN) + {w:g} logit(U-Net)), the U-Net weight chosen on validation")
+    op = detector.operating_point
+    if op:
+        text += (f"; stage-1 candidates with U-Net probability >= {op['threshold']:g}, at most "
+                 f"{op['max_candidates']} per scan")
+    return text
+
+
 def default_report_dir(out: str | os.PathLike) -> Path:
     """Where :func:`detect` puts the reports when no folder is given: `<out stem>_report/` beside `out`."""
     out = Path(out)
     return out.with_name(out.stem + "_report")
 
 
-def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str | os.PathLike = "data/work/unet",
-           mgicnn_dir: str | os.PathLike = "data/work/mgicnn", report_dir: str | os.PathLike | None = None,
-           threshold: float | None = None, all_candidates: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Run both stages on `scans` and write the findings to `out` (CSV, atomic) and one report PNG per scan.
-
-    `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
-    (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
-    beside `out`). Before any model runs: file headers are checked, series UIDs must differ, and no output
-    (the CSV, a report) may be or lie inside an input (DataError naming both). Scans are then read one at a
-    time (memory stays at one scan), each checked to be a CT in HU. The CSV and the reports are written only
-    when every scan succeeded (reports are drawn in a temporary folder and moved in at the end). Returns the
-    rows written.
-    """
-    from .atomic import atomic_dir
+def check_detect_inputs(scans: list[str | os.PathLike], out: str | os.PathLike,
+                        report_dir: str | os.PathLike | None = None) -> tuple[dict[str, str], Path]:
+    """What :func:`detect` checks before any model runs: at least one scan, readable headers, distinct series
+    UIDs, and no output (the CSV, a report) that is, or lies inside, an input. Returns ({series UID: scan},
+    the report folder); DataError naming the file and the problem otherwise."""
     from .outputs import check_file_output, check_outputs
     from .volume import read_geometry
 
@@ -214,7 +219,28 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
         uids[uid] = str(s)
     report_dir = Path(report_dir) if report_dir else default_report_dir(out)
     check_outputs([out, *(report_dir / f"{uid}.png" for uid in uids)], scans)
-    detector = load_detector(unet_dir, mgicnn_dir)
+    return uids, report_dir
+
+
+def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str | os.PathLike = "data/work/unet",
+           mgicnn_dir: str | os.PathLike = "data/work/mgicnn", report_dir: str | os.PathLike | None = None,
+           threshold: float | None = None, all_candidates: bool = False, progress: bool = True,
+           detector: Detector | None = None) -> pd.DataFrame:
+    """Run both stages on `scans` and write the findings to `out` (CSV, atomic) and one report PNG per scan.
+
+    `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
+    (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
+    beside `out`). Before any model runs: file headers are checked, series UIDs must differ, and no output
+    (the CSV, a report) may be or lie inside an input (DataError naming both). Scans are then read one at a
+    time (memory stays at one scan), each checked to be a CT in HU. The CSV and the reports are written only
+    when every scan succeeded (reports are drawn in a temporary folder and moved in at the end). `detector`, when
+    given, is used instead of loading the models from `unet_dir` and `mgicnn_dir`. Returns the rows written.
+    """
+    from .atomic import atomic_dir
+
+    out = Path(out)
+    uids, report_dir = check_detect_inputs(scans, out, report_dir)
+    detector = detector or load_detector(unet_dir, mgicnn_dir)
     thr = detector.threshold if threshold is None else float(threshold)
     frames = []
     with atomic_dir(report_dir) as reports:  # moved into report_dir only if every scan succeeds
@@ -226,5 +252,6 @@ def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str
                         threshold_note="chosen on validation" if threshold is None else "given")
             frames.append(scored if all_candidates else findings)
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
-        save_csv(out, rows[RESULT_COLUMNS])
+        # Eight significant digits: readable (not 0.9999998999999999) and the ranking of scores is kept.
+        save_csv(out, rows[RESULT_COLUMNS], float_format="%.8g")
     return rows

@@ -22,7 +22,6 @@ import pandas as pd
 
 from ..atomic import atomic_dir, atomic_path, save_figure, write_text
 from ..errors import DataError, ModelMissingError
-from ..intensity import window_hu
 from ..keras_io import load_model, save_model
 from ..provenance import run_info, seed_everything
 from .config import MODES, CTGANConfig, _mode
@@ -108,17 +107,20 @@ def save_progress_grid(gan: Pix2Pix3D, cubes: np.ndarray, normalizer: CubeNormal
     fake = keras.ops.convert_to_numpy(gan.generator(cond, training=False))
     mid = real.shape[1] // 2
     rows = {"Condition": cond, "Generated": fake, "Original": real}
-    fig, axes = plt.subplots(3, len(real), figsize=(2.2 * len(real), 6.6), squeeze=False)
+    fig, axes = plt.subplots(3, len(real), figsize=(2.2 * len(real) + 1.2, 6.6), squeeze=False)
+    shown = None
     for r, (label, data) in enumerate(rows.items()):
         for c in range(len(real)):
             hu = normalizer.denormalize(data[c, mid, :, :, 0])
             if label == "Condition":  # the zeroed centre is not HU: show it as it is fed, mid-grey
                 hu = np.where(np.abs(data[c, mid, :, :, 0]) == 0, -300.0, hu)
-            axes[r, c].imshow(window_hu(hu), cmap="gray", vmin=0, vmax=1)
+            shown = axes[r, c].imshow(np.clip(hu, -1000, 400), cmap="gray", vmin=-1000, vmax=400)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(label)
-    fig.suptitle(title)
+    bar = fig.colorbar(shown, ax=axes, fraction=0.04, pad=0.02)
+    bar.set_label("HU (lung window; the condition's in-painted centre shown at -300)")
+    fig.suptitle(f"{title}: middle axial slice of 32 mm validation cubes at 1 mm")
     save_figure(path, fig)
     plt.close(fig)
 

@@ -90,6 +90,7 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
                          "fusion_weight": weight, "model": str(fold_dir / "best.keras"),
                          "operating_point": {k: point[k] for k in ("threshold", "max_candidates")} if point else None}
     seconds = time.perf_counter() - t0
+    uids_subsets = sorted({s for m in folds_meta.values() for s in m["fold"]["test"]})
     scored = pd.concat(scored, ignore_index=True)
     write_results(work_dir / "results_mgicnn.csv", scored)
     save_csv(work_dir / "scored_test.csv", scored)
@@ -158,10 +159,12 @@ def test(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.Pat
             if config.eval_source == "unet":
                 rocs["U-Net probability"] = (labels, scored["unet_probability"].to_numpy())
             plot_roc(rocs, results_dir / "Roc.png",
-                     title=f"Candidate ROC, held-out subset(s) {sorted(folds_meta)} - AUC: {auc:.3f}")
+                     title=f"Candidate ROC of stage 1's candidates, held-out subset(s) {sorted(uids_subsets)} "
+                           f"({len(uids)} scans; AUC of each score in the legend)")
             out["roc_figure"] = str(results_dir / "Roc.png")
         plot_froc(curves, results_dir / "FROC.png",
-                  title=f"FROC on held-out subset(s) {sorted(folds_meta)} ({len(uids)} scans)")
+                  title=f"FROC on held-out subset(s) {sorted(uids_subsets)} ({len(uids)} scans, {mg.nodules} "
+                        "nodules)")
         out["froc_figure"] = str(results_dir / "FROC.png")
     last = folds_meta[max(folds_meta)]
     write_text(work_dir / "detection.json", json.dumps(

@@ -117,31 +117,43 @@ def best_epoch(history: pd.DataFrame, config: MgiConfig) -> int:
 
 def plot_history(histories: dict[int, pd.DataFrame], path: str | os.PathLike,
                  selected: dict[int, int] | None = None) -> None:
-    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold, to `path`;
-    a dotted vertical line marks each fold's epoch selected on validation (`selected`: fold -> 1-based epoch)."""
+    """Loss, accuracy and the validation CPMs per epoch, train (solid) and validation (dashed), one colour per
+    fold, to `path`; a dotted vertical line marks each fold's epoch selected on validation (`selected`: fold ->
+    1-based epoch)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for i, (test, h) in enumerate(sorted(histories.items())):
         colour = f"C{i % 10}"
         epochs = h["epoch"] + 1
-        for ax, key in zip(axes, ("loss", "accuracy")):
+        for ax, key in zip(axes[:2], ("loss", "accuracy")):
             if key in h:
-                ax.plot(epochs, h[key], "-o", color=colour, ms=3, label=f"fold {test} train")
+                ax.plot(epochs, h[key], "-o", color=colour, ms=3, label=f"fold {test}: train")
             if f"val_{key}" in h:
-                ax.plot(epochs, h[f"val_{key}"], "--s", color=colour, ms=3, label=f"fold {test} validation")
-            if selected and test in selected:
+                ax.plot(epochs, h[f"val_{key}"], "--s", color=colour, ms=3, label=f"fold {test}: validation")
+        for key, style, label in (("val_cpm_stable", "-s", "stable"), ("val_cpm", ":^", "leaderboard")):
+            if key in h:
+                axes[2].plot(epochs, h[key], style, color=colour, ms=3, label=f"fold {test}: {label} CPM")
+        if selected and test in selected:
+            for ax in axes:
                 ax.axvline(selected[test], color=colour, ls=":", lw=1)
-    for ax, title in zip(axes, ("loss (sigmoid cross-entropy)", "accuracy (fraction correct at 0.5)")):
+    titles = ("loss (sigmoid cross-entropy)", "accuracy (fraction correct at 0.5)",
+              "validation CPM of stage 1's candidates (the epoch is chosen by the stable one)")
+    for ax, title in zip(axes, titles):
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("MGI-CNN training (train: augmented epoch stream; validation: the fold's validation subset; "
-                 "dotted: selected epoch)", fontsize=10)
+        handles, labels = ax.get_legend_handles_labels()
+        if selected:
+            handles.append(Line2D([], [], color="0.3", ls=":", lw=1))
+            labels.append("selected epoch")
+        ax.legend(handles, labels, fontsize=9)
+    fig.suptitle("MGI-CNN training (train: the augmented epoch stream; validation: the fold's validation subset)",
+                 fontsize=10)
     save_figure(path, fig)
     plt.close(fig)
 

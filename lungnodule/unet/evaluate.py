@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_csv, save_figure, write_text
-from ..evaluation import split_metrics
+from ..evaluation import nodule_hits, split_metrics
 from ..handoff import UNET_RESULTS, unet_candidates_path
 from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
@@ -34,22 +34,25 @@ def _choose_threshold(table: pd.DataFrame) -> float:
     return float(ok.sort_values(["candidates_per_scan", "threshold"], ascending=[True, False])["threshold"].iloc[0])
 
 
-def _figure_panel(volume, uid: str, ann: pd.DataFrame, cands: pd.DataFrame) -> dict:
-    """The slice through the scan's first nodule, with the nodules and candidates near it, in voxel units."""
+def _figure_panel(volume, uid: str, ann: pd.DataFrame, cands: pd.DataFrame, focus: int, hit: np.ndarray) -> dict:
+    """The slice through nodule `focus` of `ann`, with the nodules (each flagged found or missed by `hit`) and
+    the candidates near that slice, in voxel units."""
     a_vox = volume.world_to_voxel(ann[XYZ].to_numpy(dtype=np.float64).reshape(-1, 3))
-    z = int(np.clip(np.rint(a_vox[0, 0]), 0, volume.shape[0] - 1))
+    z = int(np.clip(np.rint(a_vox[focus, 0]), 0, volume.shape[0] - 1))
     sz, sy, sx = volume.spacing_zyx
     r_mm = ann["diameter_mm"].to_numpy() / 2
     on = np.abs(a_vox[:, 0] - z) * sz < np.maximum(r_mm, sz / 2)
     c_near = cands[np.abs(cands["voxel_z"] - z) * sz <= np.maximum(cands["diameter_mm"] / 2, sz)]
     return {"uid": uid, "z": z, "image": window_hu(volume.array[z]), "spacing": (sy, sx),
-            "nodules": [(y, x, r / sy, r / sx) for (_, y, x), r in zip(a_vox[on], r_mm[on])],
+            "missed": not bool(hit[focus]), "diameter": float(ann["diameter_mm"].iloc[focus]),
+            "nodules": [(y, x, r / sy, r / sx, bool(h)) for (_, y, x), r, h in zip(a_vox[on], r_mm[on], hit[on])],
             "candidates": [(r.voxel_y, r.voxel_x, max(r.diameter_mm / 2 / sy, 4.0), max(r.diameter_mm / 2 / sx, 4.0),
                             r.probability) for r in c_near.itertuples()]}
 
 
 def plot_results(panels: list[dict], path: str | os.PathLike, title: str) -> None:
-    """Draw held-out slices with ground-truth nodules ringed (green) and U-Net candidates boxed (red)."""
+    """Draw held-out slices: nodules the candidates found ringed green, missed ones ringed magenta (dashed),
+    U-Net candidates boxed red with their probability."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,19 +60,23 @@ def plot_results(panels: list[dict], path: str | os.PathLike, title: str) -> Non
     from matplotlib.patches import Ellipse, Rectangle
 
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.8), squeeze=False)
     for ax, p in zip(axes[0], panels):
         ax.imshow(p["image"], cmap="gray", vmin=0, vmax=1)
-        for y, x, ry, rx in p["nodules"]:
-            ax.add_patch(Ellipse((x, y), 2 * rx + 6, 2 * ry + 6, fill=False, ec="lime", lw=1.5))
+        for y, x, ry, rx, found in p["nodules"]:
+            ax.add_patch(Ellipse((x, y), 2 * rx + 6, 2 * ry + 6, fill=False, lw=1.5,
+                                 ec="lime" if found else "magenta", ls="-" if found else "--"))
         for y, x, ry, rx, prob in p["candidates"]:
             ax.add_patch(Rectangle((x - rx - 2, y - ry - 2), 2 * rx + 4, 2 * ry + 4, fill=False, ec="red", lw=1.2))
             ax.text(x + rx + 3, y - ry - 3, f"{prob:.2f}", color="red", fontsize=7)
-        ax.set_title(f"{p['uid'][-12:]}  slice {p['z']}", fontsize=9)
+        what = "MISSED" if p["missed"] else "found"
+        ax.set_title(f"{p['uid'][-12:]}  slice {p['z']}: {p['diameter']:.1f} mm nodule {what}", fontsize=9,
+                     color="magenta" if p["missed"] else "black")
         ax.axis("off")
     for ax in axes[0][len(panels):]:
         ax.axis("off")
-    fig.suptitle(title + "\ngreen ring: annotated nodule; red box: U-Net candidate (probability)", fontsize=10)
+    fig.suptitle(title + "\ngreen ring: nodule found by a candidate; magenta dashed ring: nodule missed; red box: "
+                         "U-Net candidate (probability)", fontsize=10)
     save_figure(path, fig)
     plt.close(fig)
 
@@ -140,8 +147,13 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
                                                     threshold, config.max_candidates)
                 frames.append(_candidates_frame(uid, cands))
                 ann = annotations[annotations["seriesuid"] == uid]
-                if split == "test" and len(panels) < n_panels and len(ann):
-                    panels.append(_figure_panel(volume, uid, ann, cands))
+                if split == "test" and len(ann):  # half the panels show misses, when there are any
+                    hit = nodule_hits(cands.assign(seriesuid=uid), ann)
+                    misses = sum(p["missed"] for p in panels)
+                    if not hit.all() and misses < n_panels // 2 and len(panels) < n_panels:
+                        panels.append(_figure_panel(volume, uid, ann, cands, int(np.argmin(hit)), hit))
+                    elif hit.any() and len(panels) - misses < n_panels - n_panels // 2:
+                        panels.append(_figure_panel(volume, uid, ann, cands, int(np.argmax(hit)), hit))
         cands = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seriesuid", *XYZ, "probability"])
         path = unet_candidates_path(work_dir, split)
         save_csv(path, cands)  # results columns first, then diameter and voxel centroid
@@ -155,8 +167,9 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
         out["splits"][split] = metrics
     if results_dir is not None and "test" in splits:
         figure = Path(results_dir) / "Unet_results.png"
-        plot_results(panels, figure, f"U-Net candidates on held-out subset {folds['test']} "
-                                     f"(threshold {threshold:g}, chosen on validation)")
+        plot_results(sorted(panels, key=lambda p: p["missed"]), figure,
+                     f"U-Net candidates on held-out subset(s) {folds['test']} (threshold {threshold:g}, at most "
+                     f"{config.max_candidates} per scan, chosen on validation)")
         out["figure"] = str(figure)
     if "test" in out["splits"]:
         out.update({k: out["splits"]["test"][k] for k in

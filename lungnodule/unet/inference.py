@@ -4,8 +4,8 @@ The U-Net predicts the lung-bearing axial slices of a :class:`~lungnodule.volume
 skipped and count as background); each probability map is resized back to the scan's in-plane size,
 the stack (z, y, x) is thresholded, and 26-connected 3-D components become candidates: the
 probability-weighted centroid (voxel z, y, x) is mapped to world (x, y, z) mm through the direction
-matrix, the score is the component's maximum (or mean) probability, the size its equivalent-sphere
-diameter in mm.
+matrix, the score is the component's maximum (or mean) probability, the size the equivalent-sphere
+diameter (mm) of its voxels at half its peak probability or more.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def extract_candidates(prob: np.ndarray, volume: Volume, threshold: float, max_c
     centroid = np.stack([np.bincount(lab, weights=p * c, minlength=n + 1)[1:] / wsum for c in (z, y, x)], axis=1)
     pmax = ndimage.maximum(p, lab, np.arange(1, n + 1))
     probability = pmax if score == "max" else wsum / count
-    diameter = np.cbrt(6.0 * count * np.prod(volume.spacing) / np.pi)
+    # Size: the voxels at half the component's peak or more (at a low threshold a component spreads well
+    # beyond the nodule); the equivalent-sphere diameter of those.
+    half = np.bincount(lab[p >= 0.5 * pmax[lab - 1]], minlength=n + 1)[1:]
+    diameter = np.cbrt(6.0 * half * np.prod(volume.spacing) / np.pi)
     keep = count >= min_voxels
     order = np.lexsort((-count[keep], -probability[keep]))
     if max_candidates is not None:
