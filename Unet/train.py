@@ -7,7 +7,8 @@ momentum MOMENTUM, as the original; or "adam") at learning rate LEARNING_RATE (C
 when starting from INITIAL_WEIGHTS; LR_SCHEDULE "cosine" decays it to 0 over the run); BATCH_SIZE slices
 per batch (random TRAIN_CROP_SIZE-pixel crops of them when > 0, a multiple of 32); EPOCHS epochs of
 STEPS_PER_EPOCH augmented batches; VALIDATION_STEPS validation batches (0: all). Writes
-WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best validation Dice), WORK_DIR/history.csv,
+WORK_DIR/last.keras (every epoch), WORK_DIR/best.keras (best validation Dice, or the last epoch with
+SELECT_EPOCH "last"), WORK_DIR/history.csv,
 WORK_DIR/train.json and RESULTS_DIR/Unet_loss.png. Run it again after an interruption: it resumes from
 last.keras (pass --no-resume to start over).
 
@@ -42,6 +43,7 @@ LR_SCHEDULE = "constant"
 EPOCHS = 80
 STEPS_PER_EPOCH = 200
 VALIDATION_STEPS = 10
+SELECT_EPOCH = "dice"
 ELASTIC_P = 0.5
 ELASTIC_ALPHA = 128.0
 ELASTIC_SIGMA = 15.0

@@ -108,5 +108,8 @@ PRESETS: dict[str, CTGANConfig] = {
         test_scans=1, run_eagerly=True,
     ),
 }
-# The bench preset (`lungnodule demo --preset bench`): the demo's settings on the larger bench dataset.
-PRESETS["bench"] = PRESETS["demo"]
+# The bench preset: the demo's settings, with the epochs cut to about twice the demo's steps (the bench's
+# training subsets hold 4.7 times its nodules of 10 mm and more) and 24 test scans tampered (72 injected
+# sites): the detector's pass over clean and tampered scans is the step's largest cost.
+PRESETS["bench"] = PRESETS["demo"].replace(inject_epochs=12, healthy_sites_per_scan=1, remove_epochs=2,
+                                           test_scans=24)

@@ -166,6 +166,7 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
             raise ModelMissingError(f"{path} not found: run `python CT-GAN/test.py` first")
         sites[mode] = pd.read_csv(path)
     clean = LunaDataset(data_root) if data_root is not None else None
+    clean_found: dict[str, object] = {}  # a clean scan serves both modes: detect on it once
     rows = []
     for mode, table in sites.items():
         if not len(table):
@@ -175,10 +176,15 @@ def detection_rates(detect, work_dir: str | os.PathLike, threshold: float = 0.5,
                                 enabled=progress):
             variants = {"tampered": tampered.load(uid)}
             if clean is not None:
-                variants["clean"] = clean.load(uid)
+                variants["clean"] = None
             hits = {}
             for name, volume in variants.items():
-                found = detect(volume)
+                if name == "clean":
+                    if uid not in clean_found:
+                        clean_found[uid] = detect(clean.load(uid))
+                    found = clean_found[uid]
+                else:
+                    found = detect(volume)
                 found = found[found["probability"] >= threshold].assign(seriesuid=uid) if len(found) else found
                 hits[name] = np.zeros(len(group), dtype=bool)
                 hits[name][hit_pairs(found, group)[1]] = True

@@ -56,18 +56,20 @@ def trained_input_config(config: UnetConfig, model_path: str | os.PathLike) -> U
 
 
 class _Checkpoints(keras.callbacks.Callback):
-    """Each epoch: append the logs to history.csv, save last.keras, and best.keras when validation Dice improves."""
+    """Each epoch: append the logs to history.csv, save last.keras, and best.keras when validation Dice improves
+    (or every epoch with `last`: the final epoch is the selected one)."""
 
-    def __init__(self, work_dir: Path, history: pd.DataFrame, best: float, on_epoch=None):
+    def __init__(self, work_dir: Path, history: pd.DataFrame, best: float, on_epoch=None, last: bool = False):
         super().__init__()
         self.work_dir, self.history, self.best, self.on_epoch = work_dir, history, best, on_epoch
+        self.last = last
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         row = pd.DataFrame([{"epoch": epoch, **logs}])
         self.history = pd.concat([self.history, row], ignore_index=True) if len(self.history) else row
-        if logs.get(MONITOR, -np.inf) > self.best:
-            self.best = logs[MONITOR]
+        if self.last or logs.get(MONITOR, -np.inf) > self.best:
+            self.best = max(self.best, logs.get(MONITOR, -np.inf))
             save_model(self.model, self.work_dir / "best.keras")
         save_model(self.model, self.work_dir / "last.keras")
         # History last: its row count is the resume point, so it never runs ahead of last.keras.
@@ -150,7 +152,9 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     plot = None
     if results_dir is not None:
         plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
-    callback = _Checkpoints(work_dir, history, best, plot)
+    if config.select_epoch not in ("dice", "last"):
+        raise ValueError(f"select_epoch must be 'dice' or 'last', got {config.select_epoch!r}")
+    callback = _Checkpoints(work_dir, history, best, plot, last=config.select_epoch == "last")
     meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed),
             "initial_weights": str(initial_weights or ""),
             "resumed_from_epoch": initial_epoch, "train_slices": int(len(x_train)), "val_slices": int(len(x_val))}
@@ -161,7 +165,7 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     history = callback.history
     if not (work_dir / "best.keras").exists():
         raise DataError(work_dir, "training produced no best.keras (no epoch ran and none was saved before)")
-    best_row = history.loc[history[MONITOR].idxmax()]
+    best_row = history.iloc[-1] if config.select_epoch == "last" else history.loc[history[MONITOR].idxmax()]
     meta.update({"epochs": int(len(history)), "best_epoch": int(best_row["epoch"]) + 1,
                  "best_val_dice": float(best_row[MONITOR]), "final_val_dice": float(history[MONITOR].iloc[-1]),
                  "best_model": str(work_dir / "best.keras"), "last_model": str(last_path),
