@@ -68,6 +68,7 @@ def main(argv=None) -> list[dict]:
         fusion = meta.get("fusion", {})
         rows.append({"variant": name, **overrides, "best_epoch": meta["best_epoch"], "val_auc": v["val_auc"],
                      "val_cpm": v["val_cpm"], "val_cpm_stable": v["val_cpm_stable"],
+                     "val_cpm_stable_candidates": v.get("val_cpm_stable_candidates"),
                      "fusion_weight": meta.get("fusion_weight"), "fused_val_cpm_stable": fusion.get("cpm_stable"),
                      "operating_point": meta.get("operating_point", {}).get("cpm_stable"),
                      "seconds": round(time.perf_counter() - t0, 1)})

@@ -157,7 +157,7 @@ def test_preprocess_streams_every_candidate(tiny_dataset, tiny_pipeline):
         pos = np.load(work / "patches" / f"subset{k}" / "positives.npy", mmap_mode="r")
         assert scales.dtype == np.float16 and scales.shape == (len(rows), 3, 20, 20, 6)
         assert pos.shape == ((rows["class"] == 1).sum(), 28, 42, 42)
-        assert -0.3 < float(scales.min()) and float(scales.max()) < 1.3  # cubic-spline ringing only
+        assert -0.5 < float(scales.min()) and float(scales.max()) < 1.5  # cubic-spline ringing only (sharp edges)
     again = preprocess(TINY, tiny_dataset, work, progress=False)  # resume: nothing redone
     assert all(s.get("reused") for s in again["subsets"].values()) and again["patches_cut"] == 0
 

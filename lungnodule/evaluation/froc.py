@@ -142,13 +142,15 @@ def drop_collinear(fps: np.ndarray, tps: np.ndarray) -> np.ndarray:
 
 def curve_warnings(full: Curve, cpm: float, stable: float, scans: int, candidates: int,
                    cpm_ci95: tuple[float, float] | None = None,
-                   stable_ci95: tuple[float, float] | None = None) -> list[str]:
+                   stable_ci95: tuple[float, float] | None = None,
+                   official: tuple[np.ndarray, np.ndarray] | None = None) -> list[str]:
     """Why a CPM of this curve may mislead, one line each (empty when nothing does).
 
     The curve stops short of a target FP rate (the leaderboard reading counts 0 beyond it); it starts with a
-    vertical run at 0 FP per scan; the two CPMs differ by more than :data:`CPM_AGREEMENT`; a CPM lies outside
-    its own bootstrap CI. `full` is the curve with every threshold kept; `scans` and `candidates` say how much
-    data the curve rests on.
+    vertical run at 0 FP per scan that the leaderboard reading reads below its top (`official`: the curve as
+    the script writes it); the two CPMs differ by more than :data:`CPM_AGREEMENT`; a CPM lies outside its own
+    bootstrap CI. `full` is the curve with every threshold kept; `scans` and `candidates` say how much data the
+    curve rests on.
     """
     out = []
     where = f"{scans} scans, {candidates} candidates"
@@ -159,10 +161,17 @@ def curve_warnings(full: Curve, cpm: float, stable: float, scans: int, candidate
                    "leaderboard reading counts 0 at rates no curve point is nearer to than its end, the stable "
                    "reading holds the last sensitivity")
     at_zero = full.sens[full.fps == 0]
-    if len(at_zero) and at_zero.max() > 0:
-        out.append(f"the FROC starts with a vertical run at 0 false positives per scan (sensitivity 0 to "
-                   f"{at_zero.max():.3f}): the leaderboard reading takes its first point, (0, 0), for rates nearer "
-                   "0 than the next point")
+    if official is not None and len(at_zero) and at_zero.max() > 0:
+        # Only where it costs something: the leaderboard reading takes a point at 0 FP per scan below the top
+        # of that vertical run (the first one, (0, 0), when the next point is farther than the rate).
+        fps, sens = official
+        dist = np.abs(fps[None, :] - np.asarray(FP_RATES)[:, None])
+        j = dist.argmin(axis=1)
+        hit = [k for k, i in zip(FP_RATE_KEYS, j) if fps[i] == 0 and sens[i] < at_zero.max()]
+        if hit:
+            out.append(f"the FROC starts with a vertical run at 0 false positives per scan (sensitivity 0 to "
+                       f"{at_zero.max():.3f}): the leaderboard reading takes a point of it below its top at "
+                       f"{', '.join(hit)} FP per scan")
     if abs(cpm - stable) > CPM_AGREEMENT:
         out.append(f"leaderboard CPM {cpm:.3f} and stable CPM {stable:.3f} differ by {abs(cpm - stable):.3f} "
                    f"(> {CPM_AGREEMENT}): the curve is too coarse for the nearest-point reading ({where}); the "

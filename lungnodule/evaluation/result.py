@@ -89,7 +89,8 @@ class FrocResult:
     def warnings(self) -> list[str]:
         """Why a CPM of this evaluation may mislead (see :func:`~lungnodule.evaluation.froc.curve_warnings`)."""
         return curve_warnings(self.full_curve, self.cpm, self.cpm_stable, self.scans,
-                              self.matching.total_candidates, self.cpm_ci95, self.cpm_stable_ci95)
+                              self.matching.total_candidates, self.cpm_ci95, self.cpm_stable_ci95,
+                              official=(self.curve.fps, self.curve.sens))
 
     def summary(self, name: str = "") -> str:
         """A few lines for the terminal: both CPMs with their CIs, the seven sensitivities and the counts."""

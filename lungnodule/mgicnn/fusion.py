@@ -17,8 +17,9 @@ import pandas as pd
 from scipy.special import expit, logit
 
 _EPS = 1e-7  # probability clip: keeps logits finite for scores of exactly 0 or 1
-# The U-Net weights a pipeline run tries on validation when its MGI-CNN preset names none.
-DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# The U-Net weights a pipeline run tries on validation when its MGI-CNN preset names none: up to 0.9, so that a
+# second stage better than the first cannot be thrown away by a few validation nodules (weight 1 drops it).
+DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def fuse(mgi_probability: np.ndarray, unet_probability: np.ndarray, weight: float) -> np.ndarray:

@@ -50,7 +50,8 @@ def _bce(labels: np.ndarray, prob: np.ndarray) -> float:
 
 def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, annotations: pd.DataFrame,
                       excluded: pd.DataFrame | None, n_bootstrap: int = 0) -> dict:
-    """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; CPM of the eval source's rows.
+    """Loss, accuracy (a ratio, threshold 0.5), AUC over every validation row; both CPMs of the eval source's rows
+    (and the stable CPM of the dataset's candidate list, the FP-reduction track, when it is not the eval source).
 
     Also `_froc` (that CPM's FrocResult) and `_eval_rows` (the eval source's rows with their `probability`)."""
     from ..evaluation import candidate_auc, evaluate_cad
@@ -65,6 +66,10 @@ def validation_scores(model: keras.Model, val: PatchSet, config: MgiConfig, anno
     froc = evaluate_cad(annotations, excluded, uids, results, n_bootstrap=n_bootstrap, seed=config.seed)
     out["val_cpm"] = froc.cpm
     out["val_cpm_stable"] = froc.cpm_stable
+    own = val.rows["source"].to_numpy() == "candidates"
+    if config.eval_source != "candidates" and own.any():  # the FP-reduction track on validation, for the record
+        track = val.rows.loc[own, ["seriesuid", *XYZ]].assign(probability=prob[own])
+        out["val_cpm_stable_candidates"] = evaluate_cad(annotations, excluded, uids, track, n_bootstrap=0).cpm_stable
     out["_froc"] = froc
     out["_eval_rows"] = val.rows.loc[ev].assign(probability=prob[ev])
     return out
