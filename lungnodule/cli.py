@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help="figures, summary.md and metrics.json (default: Results, "
                                                        "Results/bench for bench)")
     p.add_argument("--scans", type=int, default=None, help="synthetic scans to generate (default: the preset's, "
-                                                           "40 for demo, 210 for bench)")
+                                                           "40 for demo, 230 for bench)")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training (default 0)")
     p.add_argument("--stages", nargs="+", default=None, choices=["synth", "baseline", "unet", "mgicnn", "ctgan"],
                    help="run only these steps (default: all)")

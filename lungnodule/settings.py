@@ -92,8 +92,8 @@ def update_docs(folder: str | Path, check: bool = False) -> list[Path]:
         text = path.read_text()
         new = text
         for stage, presets in stage_presets().items():
-            block = re.compile(rf"(<!-- presets:{stage} -->\n).*?(\n<!-- /presets -->)", re.S)
-            new = block.sub(lambda m: m.group(1) + preset_table(presets) + m.group(2), new)
+            block = re.compile(rf"(<!-- presets:{stage} -->\n)(?:.*?\n)?(<!-- /presets -->)", re.S)
+            new = block.sub(lambda m: m.group(1) + preset_table(presets) + "\n" + m.group(2), new)
         if new != text:
             stale.append(path)
             if not check:

@@ -113,7 +113,8 @@ def _gradients(loss_fn, variables):
             v.value.grad = None
         return loss, aux, grads
     raise NotImplementedError(
-        f"the CT-GAN train step supports the tensorflow and torch Keras backends, not {backend!r}"
+        f"Pix2Pix3D.train_step supports the tensorflow and torch Keras backends, not {backend!r}; under JAX "
+        "training runs jax_train_step in its own loop (lungnodule.ctgan.training.train)"
     )
 
 
@@ -197,6 +198,55 @@ class Pix2Pix3D(keras.Model):
         self.trackers["g_l1"].update_state(ops.mean(err))
         self.trackers["mask_l1"].update_state(ops.sum(err * inside) / (ops.sum(inside) * ops.cast(ops.shape(err)[0], "float32")))
         return {"g_l1": self.trackers["g_l1"].result(), "mask_l1": self.trackers["mask_l1"].result()}
+
+
+def jax_train_step(gan: Pix2Pix3D):
+    """The train step of :class:`Pix2Pix3D` for the JAX backend, as a pure jitted function.
+
+    Keras' JAX trainer calls a stateless `train_step(state, data)` with one optimizer's variables, and the GAN has
+    two; so, under JAX, training runs this step in its own loop (:func:`lungnodule.ctgan.training.train`). It makes
+    the same updates in the same order as :meth:`Pix2Pix3D.train_step`: D on real (target 0), D on G(condition)
+    (target 1), then G on the adversarial MSE + `l1_weight` x L1 with D in training mode (its batch statistics are
+    updated, only G's weights change). `state` is (G trainable, G non-trainable, D trainable, D non-trainable,
+    G optimizer, D optimizer) variable values; returns (new state, per-batch losses).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    g, d = gan.generator, gan.discriminator
+    g_opt, d_opt = gan.g_optimizer, gan.d_optimizer
+    keep = jnp.asarray(gan._keep)
+    l1_weight = gan.l1_weight
+
+    def d_loss(d_tv, d_ntv, image, cond, target):
+        score, d_ntv = d.stateless_call(d_tv, d_ntv, [image, cond], training=True)
+        return jnp.mean(jnp.square(score - target)), (score, d_ntv)
+
+    def g_loss(g_tv, g_ntv, d_tv, d_ntv, cond, real):
+        generated, g_ntv = g.stateless_call(g_tv, g_ntv, cond, training=True)
+        score, d_ntv = d.stateless_call(d_tv, d_ntv, [generated, cond], training=True)
+        adv = jnp.mean(jnp.square(score))
+        l1 = jnp.mean(jnp.abs(generated - real))
+        return adv + l1_weight * l1, (adv, l1, g_ntv, d_ntv)
+
+    @jax.jit
+    def step(state, real):
+        g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov = state
+        cond = real * keep
+        fake, _ = g.stateless_call(g_tv, g_ntv, cond, training=False)
+        fake = jax.lax.stop_gradient(fake)
+        (d_real, (s_real, d_ntv)), grads = jax.value_and_grad(d_loss, has_aux=True)(d_tv, d_ntv, real, cond, 0.0)
+        d_tv, d_ov = d_opt.stateless_apply(d_ov, grads, d_tv)
+        (d_fake, (s_fake, d_ntv)), grads = jax.value_and_grad(d_loss, has_aux=True)(d_tv, d_ntv, fake, cond, 1.0)
+        d_tv, d_ov = d_opt.stateless_apply(d_ov, grads, d_tv)
+        (total, (adv, l1, g_ntv, d_ntv)), grads = jax.value_and_grad(g_loss, has_aux=True)(
+            g_tv, g_ntv, d_tv, d_ntv, cond, real)
+        g_tv, g_ov = g_opt.stateless_apply(g_ov, grads, g_tv)
+        acc = 0.5 * (jnp.mean(s_real < 0.5) + jnp.mean(s_fake >= 0.5))
+        logs = {"d_loss": 0.5 * (d_real + d_fake), "d_acc": acc, "g_loss": total, "g_adv": adv, "g_l1": l1}
+        return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), logs
+
+    return step
 
 
 def build_gan(cube_size: int = 32, base_filters: int = 40, mask_size: int = 20, l1_weight: float = 100.0,

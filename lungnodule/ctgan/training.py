@@ -125,6 +125,47 @@ def save_progress_grid(gan: Pix2Pix3D, cubes: np.ndarray, normalizer: CubeNormal
     plt.close(fig)
 
 
+def _fit_jax(gan: Pix2Pix3D, data: CubeBatches, epochs: int, initial_epoch: int, val_data: CubeBatches | None,
+             callbacks: list, verbose: int) -> None:
+    """`gan.fit` for the JAX backend: the same epochs, batches, per-epoch means, validation losses and callbacks,
+    with :func:`~lungnodule.ctgan.model.jax_train_step` (Keras' JAX trainer takes one optimizer, the GAN has two).
+    The variables are written back into the models after every epoch, before the callbacks (checkpoints, the
+    history, the progress grid) see them."""
+    from .model import jax_train_step
+
+    g, d = gan.generator, gan.discriminator
+    gan.g_optimizer.build(g.trainable_variables)
+    gan.d_optimizer.build(d.trainable_variables)
+    groups = (g.trainable_variables, g.non_trainable_variables, d.trainable_variables, d.non_trainable_variables,
+              gan.g_optimizer.variables, gan.d_optimizer.variables)
+    step = jax_train_step(gan)
+    hooks = keras.callbacks.CallbackList(callbacks, model=gan)
+    hooks.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        hooks.on_epoch_begin(epoch)
+        state = tuple([v.value for v in group] for group in groups)
+        sums: dict[str, float] = {}
+        for i in range(len(data)):
+            state, logs = step(state, data[i])
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        for group, values in zip(groups, state):
+            for variable, value in zip(group, values):
+                variable.assign(value)
+        logs = {k: v / max(len(data), 1) for k, v in sums.items()}
+        if val_data is not None:
+            for tracker in gan.trackers.values():
+                tracker.reset_state()
+            for i in range(len(val_data)):
+                out = gan.test_step(val_data[i])
+            logs.update({f"val_{k}": float(v) for k, v in out.items()})
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs}: " + " - ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
+        data.on_epoch_end()
+        hooks.on_epoch_end(epoch, logs)
+    hooks.on_train_end()
+
+
 def plot_loss_curves(work_dir: str | os.PathLike, path: str | os.PathLike) -> Path | None:
     """`Results/GAN_loss_curve.png`: per-epoch D and G losses (and validation mask L1) of each trained mode."""
     import matplotlib.pyplot as plt
@@ -193,8 +234,12 @@ def train(config: CTGANConfig, work_dir: str | os.PathLike, results_dir: str | o
     started = time.time()
     if initial < total:
         val_data = CubeBatches(val, min(batch, len(val)), shuffle=False) if len(val) else None
-        gan.fit(CubeBatches(cubes, batch, seed=config.seed, epoch=initial), epochs=total, initial_epoch=initial,
-                validation_data=val_data, callbacks=callbacks, verbose=verbose)
+        data = CubeBatches(cubes, batch, seed=config.seed, epoch=initial)
+        if keras.backend.backend() == "jax":
+            _fit_jax(gan, data, total, initial, val_data, callbacks, verbose)
+        else:
+            gan.fit(data, epochs=total, initial_epoch=initial, validation_data=val_data, callbacks=callbacks,
+                    verbose=verbose)
     seconds = time.time() - started
     final = folder / "generator.keras"
     with atomic_path(final) as tmp:

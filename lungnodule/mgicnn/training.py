@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_csv, save_figure, write_text
+from ..devices import data_parallel
 from ..errors import DataError
 from ..evaluation import evaluate_cad, threshold_at_fps
 from ..keras_io import load_model, save_model
@@ -184,24 +185,25 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     val_set.uids = dataset.uids_in(fold["val"])
     history_path, last_path = fold_dir / "history.csv", fold_dir / "last.keras"
     history = pd.DataFrame()
-    if resume and last_path.exists() and history_path.exists():
-        history = pd.read_csv(history_path)
-        model = load_mgicnn(last_path, compile=True)
-    else:
-        model = compile_mgicnn(build_mgicnn(config), config)
-    initial_epoch = len(history)
-    # Two threads cut and zoom the augmented patches while the model trains; a batch depends only on its
-    # index and epoch, so the stream does not depend on the threads.
-    data = TrainBatches(train_set, config, epoch=initial_epoch, workers=2)
-    meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed + test), "fold": fold,
-            "resumed_from_epoch": initial_epoch,
-            "train_candidates": int(len(data.negative_idx) + len(data.positive_idx)),
-            "train_positives": int(len(data.positive_idx)), "samples_per_epoch": int(data.steps * config.batch_size),
-            "val_candidates": int(len(val_set))}
-    write_text(fold_dir / "train.json", json.dumps(meta, indent=2))
-    callback = _EpochEnd(fold_dir, history, val_set, config, annotations, excluded)
-    if initial_epoch < config.epochs:
-        model.fit(data, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[callback], verbose=verbose)
+    with data_parallel(config.devices):  # one device: no distribution at all
+        if resume and last_path.exists() and history_path.exists():
+            history = pd.read_csv(history_path)
+            model = load_mgicnn(last_path, compile=True)
+        else:
+            model = compile_mgicnn(build_mgicnn(config), config)
+        initial_epoch = len(history)
+        # Two threads cut and zoom the augmented patches while the model trains; a batch depends only on its
+        # index and epoch, so the stream does not depend on the threads.
+        data = TrainBatches(train_set, config, epoch=initial_epoch, workers=2)
+        meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed + test), "fold": fold,
+                "resumed_from_epoch": initial_epoch,
+                "train_candidates": int(len(data.negative_idx) + len(data.positive_idx)),
+                "train_positives": int(len(data.positive_idx)),
+                "samples_per_epoch": int(data.steps * config.batch_size), "val_candidates": int(len(val_set))}
+        write_text(fold_dir / "train.json", json.dumps(meta, indent=2))
+        callback = _EpochEnd(fold_dir, history, val_set, config, annotations, excluded)
+        if initial_epoch < config.epochs:
+            model.fit(data, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[callback], verbose=verbose)
     history = callback.history
     if not (fold_dir / "best.keras").exists() or not len(history):
         raise DataError(fold_dir, "training produced no best.keras (no epoch ran and none was saved before)")

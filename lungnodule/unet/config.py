@@ -44,7 +44,8 @@ class UnetConfig(Settings):
                                          "as much as large ones at 1 (0: per pixel)")
     positive_slice_fraction: float = setting(0.0, "share of training slices drawn from nodule slices (0: "
                                                   "uniform, the original)")
-    batch_size: int = setting(8, "slices per batch")
+    batch_size: int = setting(8, "slices per batch (global: split across the devices)")
+    devices: int = setting(0, "devices to train on, data-parallel (0: every visible one)")
     train_crop_size: int = setting(0, "train on random crops of this many pixels, a multiple of 32 (0: whole "
                                       "slices)")
     learning_rate: float = setting(1e-3, "learning rate")

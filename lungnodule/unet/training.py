@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import save_csv, save_figure, write_text
+from ..devices import data_parallel
 from ..errors import DataError
 from ..keras_io import load_model, save_model
 from ..provenance import run_info, seed_everything
@@ -126,42 +127,43 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     config = config.replace(image_size=int(x_train.shape[1]), context_slices=(int(x_train.shape[-1]) - 1) // 2)
     history_path, last_path = work_dir / "history.csv", work_dir / "last.keras"
     history = pd.DataFrame()
-    if resume and last_path.exists() and history_path.exists():
-        history = pd.read_csv(history_path)
-        model = load_unet(last_path, compile=True)
-    else:
-        # Crop training needs a size-free input; the model then predicts slices of any multiple of 32.
-        side = None if config.train_crop_size else config.image_size
-        model = build_unet((side, side, 2 * config.context_slices + 1),
-                           config.base_filters, config.growth_step)
-        lr = config.learning_rate
-        if initial_weights is not None:
-            model.set_weights(load_unet(initial_weights).get_weights())
-            lr = config.continue_learning_rate
-        decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
-        compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
-                     config.positive_weight, decay)
-    initial_epoch = len(history)
-    best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
-    # Two threads prepare batches while the model trains: no gain on 2 cores, where the model uses both, but
-    # a batch (about 55 ms) would otherwise hold up a GPU step. Every batch is drawn from its own seeded
-    # generator, so the stream does not depend on the threads.
-    train_data = SliceBatches(x_train, y_train, config, augment=True, steps=config.steps_per_epoch,
-                              seed=config.seed, epoch=initial_epoch, workers=2)
-    val_data = SliceBatches(x_val, y_val, config, augment=False, steps=config.validation_steps or None)
-    plot = None
-    if results_dir is not None:
-        plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
-    if config.select_epoch not in ("dice", "last"):
-        raise ValueError(f"select_epoch must be 'dice' or 'last', got {config.select_epoch!r}")
-    callback = _Checkpoints(work_dir, history, best, plot, last=config.select_epoch == "last")
-    meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed),
-            "initial_weights": str(initial_weights or ""),
-            "resumed_from_epoch": initial_epoch, "train_slices": int(len(x_train)), "val_slices": int(len(x_val))}
-    write_text(work_dir / "train.json", json.dumps(meta, indent=2))
-    if initial_epoch < config.epochs:
-        model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=[callback], verbose=verbose)
+    with data_parallel(config.devices):  # one device: no distribution at all
+        if resume and last_path.exists() and history_path.exists():
+            history = pd.read_csv(history_path)
+            model = load_unet(last_path, compile=True)
+        else:
+            # Crop training needs a size-free input; the model then predicts slices of any multiple of 32.
+            side = None if config.train_crop_size else config.image_size
+            model = build_unet((side, side, 2 * config.context_slices + 1),
+                               config.base_filters, config.growth_step)
+            lr = config.learning_rate
+            if initial_weights is not None:
+                model.set_weights(load_unet(initial_weights).get_weights())
+                lr = config.continue_learning_rate
+            decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
+            compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
+                         config.positive_weight, decay)
+        initial_epoch = len(history)
+        best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
+        # Two threads prepare batches while the model trains: no gain on 2 cores, where the model uses both, but
+        # a batch (about 55 ms) would otherwise hold up a GPU step. Every batch is drawn from its own seeded
+        # generator, so the stream does not depend on the threads.
+        train_data = SliceBatches(x_train, y_train, config, augment=True, steps=config.steps_per_epoch,
+                                  seed=config.seed, epoch=initial_epoch, workers=2)
+        val_data = SliceBatches(x_val, y_val, config, augment=False, steps=config.validation_steps or None)
+        plot = None
+        if results_dir is not None:
+            plot = lambda h: plot_history(h, Path(results_dir) / "Unet_loss.png")
+        if config.select_epoch not in ("dice", "last"):
+            raise ValueError(f"select_epoch must be 'dice' or 'last', got {config.select_epoch!r}")
+        callback = _Checkpoints(work_dir, history, best, plot, last=config.select_epoch == "last")
+        meta = {"config": config.to_dict(), "seed": config.seed, "run": run_info(config.seed),
+                "initial_weights": str(initial_weights or ""),
+                "resumed_from_epoch": initial_epoch, "train_slices": int(len(x_train)), "val_slices": int(len(x_val))}
+        write_text(work_dir / "train.json", json.dumps(meta, indent=2))
+        if initial_epoch < config.epochs:
+            model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                      callbacks=[callback], verbose=verbose)
     history = callback.history
     if not (work_dir / "best.keras").exists():
         raise DataError(work_dir, "training produced no best.keras (no epoch ran and none was saved before)")
