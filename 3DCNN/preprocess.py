@@ -30,6 +30,7 @@ HU_MAX = 400.0
 SPLINE_ORDER = 3
 PATCH_SPACING_MM = ()  # (z, y, x) mm to resample patches to; () = native voxels (the original)
 SUBSETS = (-1,)
+WORKERS = 1  # processes cutting the scans' patches (the outputs are the same for any number)
 
 
 def main(argv=None):
@@ -38,7 +39,8 @@ def main(argv=None):
 
     subsets = None if -1 in args.subsets else list(args.subsets)
     summary = preprocess(config, args.data_root, args.work_dir, candidates_csv=args.candidates or None,
-                         unet_dir=args.unet_dir or None, subsets=subsets)
+                         unet_dir=args.unet_dir or None, subsets=subsets,
+                         workers=args.workers)
     for k, s in summary["subsets"].items():
         print(f"subset {k}: {s['scans']} scans, {s['candidates']} candidates ({s['positives']} positive) "
               f"by source {s['by_source']}{' (reused)' if s.get('reused') else ''}")

@@ -39,6 +39,7 @@ LEARNING_RATE = 3e-3
 BETA1 = 0.5
 BETA2 = 0.999
 BATCH_SIZE = 64
+DEVICES = 0  # data-parallel over this many devices (0: every visible one); BATCH_SIZE is global
 EPOCHS = 50
 STEPS_PER_EPOCH = 0
 AUGMENT_POSITIVES = True

@@ -37,6 +37,7 @@ HEALTHY_SITES_PER_SCAN = 2
 CLEARANCE_MM = 20.0
 LUNG_MARGIN_MM = 8.0
 NBINS = 10000
+WORKERS = 1  # processes reading the scans (the outputs are the same for any number)
 
 
 def main(argv=None):
@@ -45,7 +46,7 @@ def main(argv=None):
 
     results = {}
     for mode in (MODES if args.mode == "both" else (args.mode,)):
-        results[mode] = build_trainset(config, args.data_root, args.work_dir, mode)
+        results[mode] = build_trainset(config, args.data_root, args.work_dir, mode, workers=args.workers)
         r = results[mode]
         print(f"{mode}: {r['train_sites']} training sites -> {r['train_cubes']} cubes, {r['val_cubes']} validation "
               f"cubes in {r['folder']}")

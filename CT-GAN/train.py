@@ -33,6 +33,7 @@ INJECT_EPOCHS = 70
 INJECT_BATCH_SIZE = 16
 REMOVE_EPOCHS = 200
 REMOVE_BATCH_SIZE = 32
+DEVICES = 0  # data-parallel over this many devices (0: every visible one); batch sizes are global
 PROGRESS_CUBES = 3
 
 

@@ -35,13 +35,14 @@ MASK_MIN_RADIUS_PX = 0.0
 CONTEXT_SLICES = 0
 CONTEXT_MM = 0.0
 SEED = 0
+WORKERS = 1  # processes preparing the scans (the outputs are the same for any number)
 
 
 def main(argv=None):
     config, args = stage_main(globals(), PRESETS, argv)
     from lungnodule.unet.preprocess import preprocess  # after parsing: --help stays fast
 
-    summary = preprocess(config, args.data_root, args.work_dir)
+    summary = preprocess(config, args.data_root, args.work_dir, workers=args.workers)
     for split, s in summary["splits"].items():
         print(f"{split}: {s['scans']} scans (subsets {s['subsets']}), {s['slices']} slices "
               f"({s['nodule_slices']} through nodules, {s['negative_slices']} negative) -> {s['path']}")

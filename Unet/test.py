@@ -34,6 +34,7 @@ PEAK_RADIUS_MM = 5.0
 PREDICT_BATCH_SIZE = 8
 N_BOOTSTRAP = 1000
 SEED = 0
+WORKERS = 1  # processes running the scans, each with its own copy of the model
 
 
 def main(argv=None):
@@ -41,7 +42,7 @@ def main(argv=None):
     from lungnodule.unet.evaluate import test  # after parsing: --help stays fast
 
     m = test(config, args.data_root, args.work_dir, args.results_dir, model_path=args.model or None,
-             n_bootstrap=args.n_bootstrap)
+             n_bootstrap=args.n_bootstrap, workers=args.workers)
     lo, hi = m["cpm_ci95"] or (float("nan"), float("nan"))
     print(f"threshold {m['threshold']:g} (chosen on validation)")
     for split, s in m["splits"].items():

@@ -29,6 +29,7 @@ IMAGE_SIZE = 320
 BASE_FILTERS = 32
 GROWTH_STEP = 32
 BATCH_SIZE = 8
+DEVICES = 0  # data-parallel over this many devices (0: every visible one); BATCH_SIZE is global
 TRAIN_CROP_SIZE = 0
 OPTIMIZER = "sgd"
 DICE_SMOOTH = 100.0

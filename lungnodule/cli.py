@@ -35,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     run(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir, preset=args.preset,
         seed=args.seed, stages=args.stages, n_scans=args.scans, test_subsets=args.test_subsets,
-        val_subset=args.val_subset)
+        val_subset=args.val_subset, workers=args.workers)
     return 0
 
 
@@ -45,12 +45,24 @@ def _detect(args: argparse.Namespace) -> int:
     check_detect_inputs(args.scans, args.out, args.report_dir)  # before any model is loaded
     detector = load_detector(args.unet_dir, args.mgicnn_dir)
     print(f"final score: {describe_score(detector)}", flush=True)
-    rows = detect(args.scans, args.out, report_dir=args.report_dir, threshold=args.threshold,
-                  all_candidates=args.all_candidates, detector=detector)
+    # More than one worker: each loads the models itself from the same folders.
+    rows = detect(args.scans, args.out, args.unet_dir, args.mgicnn_dir, report_dir=args.report_dir,
+                  threshold=args.threshold, all_candidates=args.all_candidates,
+                  detector=detector if args.workers == 1 else None, workers=args.workers)
     report = args.report_dir or default_report_dir(args.out)
     print(f"{len(rows)} {'candidate(s)' if args.all_candidates else 'finding(s)'} in {len(args.scans)} scan(s) "
           f"-> {args.out}; reports in {report}/")
     return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["demo", "luna", "tiny"], default="demo",
                    help="demo: sized for the CPU demo; luna: 512x512 LUNA16-like scans; tiny: for tests")
     p.add_argument("--subsets", type=int, default=10, help="number of subset folders (default 10, as LUNA16)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--workers", type=_workers, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the subset folders and CSVs of a non-empty folder (refused without it when the "
                         "folder was not written by synth, or was written with other arguments)")
@@ -113,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the bench preset)")
     p.add_argument("--val-subset", type=int, default=None,
                    help="validation subset (default: the one before the test subsets)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="processes for the per-scan steps: preprocessing, candidates (default 1; the results are "
+                        "the same for any number)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("detect", help="find nodules in CT scans with the trained U-Net + MGI-CNN")
@@ -126,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "so (default: the one chosen on validation)")
     p.add_argument("--all-candidates", action="store_true",
                    help="write every scored candidate (for a FROC evaluation), not only the findings")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="processes, each with its own copy of the models (default 1; the CSV is the same for any "
+                        "number)")
     p.set_defaults(func=_detect)
     return parser
 

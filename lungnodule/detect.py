@@ -23,10 +23,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from typing import TYPE_CHECKING
+
 from .atomic import save_csv, save_figure
 from .errors import DataError, ModelMissingError
+from .parallel import Loaded, ordered_map
 from .progress import track
 from .volume import Volume, check_ct, read_volume  # noqa: F401  (check_ct: detect's CT check)
+
+if TYPE_CHECKING:  # the models' types, without importing Keras to read this module
+    import keras
+
+    from .mgicnn.config import MgiConfig
+    from .unet.config import UnetConfig
 
 RESULT_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
 MAX_PANELS = 12
@@ -36,12 +45,12 @@ MAX_PANELS = 12
 class Detector:
     """The two trained stages and their validation-chosen settings (see :func:`load_detector`)."""
 
-    unet: object
-    unet_config: object
+    unet: keras.Model
+    unet_config: UnetConfig
     unet_threshold: float
     unet_max_candidates: int
-    mgicnn: object
-    mgicnn_config: object
+    mgicnn: keras.Model
+    mgicnn_config: MgiConfig
     threshold: float
     fusion_weight: float = 0.0  # U-Net weight of the fused score (mgicnn.fusion); 0 = MGI-CNN alone
     operating_point: dict | None = None  # the stage-1 candidates the final score ranks (mgicnn.operating)
@@ -222,36 +231,52 @@ def check_detect_inputs(scans: list[str | os.PathLike], out: str | os.PathLike,
     return uids, report_dir
 
 
+def _detect_job(shared: tuple, item: tuple[str, str]) -> pd.DataFrame:
+    """One scan through both stages (a worker of :func:`detect`; `shared` is (detector, threshold, report
+    folder, threshold note, all_candidates), `item` (uid, path)): draws its report, returns its rows."""
+    detector, thr, reports, note, all_candidates = shared
+    uid, path = item
+    volume = read_volume(path)  # one scan in memory at a time; checked to be a CT in HU
+    scored = detect_volume(detector.get(), volume).assign(seriesuid=uid, scan=path)
+    findings = scored[scored["probability"] >= thr]
+    plot_report(volume, findings, uid, Path(reports) / f"{uid}.png", thr, source=path, threshold_note=note)
+    return scored if all_candidates else findings
+
+
 def detect(scans: list[str | os.PathLike], out: str | os.PathLike, unet_dir: str | os.PathLike = "data/work/unet",
            mgicnn_dir: str | os.PathLike = "data/work/mgicnn", report_dir: str | os.PathLike | None = None,
            threshold: float | None = None, all_candidates: bool = False, progress: bool = True,
-           detector: Detector | None = None) -> pd.DataFrame:
+           detector: Detector | None = None, workers: int = 1) -> pd.DataFrame:
     """Run both stages on `scans` and write the findings to `out` (CSV, atomic) and one report PNG per scan.
 
     `threshold` overrides the MGI-CNN's validation-chosen one; `all_candidates` writes every scored candidate
     (for a FROC evaluation) instead of the findings. Reports go to `report_dir` (default: `<out stem>_report/`
     beside `out`). Before any model runs: file headers are checked, series UIDs must differ, and no output
     (the CSV, a report) may be or lie inside an input (DataError naming both). Scans are then read one at a
-    time (memory stays at one scan), each checked to be a CT in HU. The CSV and the reports are written only
-    when every scan succeeded (reports are drawn in a temporary folder and moved in at the end). `detector`, when
-    given, is used instead of loading the models from `unet_dir` and `mgicnn_dir`. Returns the rows written.
+    time (memory stays at one scan per worker), each checked to be a CT in HU. The CSV and the reports are
+    written only when every scan succeeded (reports are drawn in a temporary folder and moved in at the end).
+    `detector`, when given, is used instead of loading the models from `unet_dir` and `mgicnn_dir`; `workers`
+    processes (each loading the models from those folders) run the scans, and the CSV is the same for any
+    number. Returns the rows written.
     """
     from .atomic import atomic_dir
 
     out = Path(out)
     uids, report_dir = check_detect_inputs(scans, out, report_dir)
+    if detector is not None and workers > 1:
+        raise ValueError("workers > 1 load the models from unet_dir and mgicnn_dir in each worker; "
+                         "pass no detector, or workers=1")
     detector = detector or load_detector(unet_dir, mgicnn_dir)
     thr = detector.threshold if threshold is None else float(threshold)
-    frames = []
+    note = "chosen on validation" if threshold is None else "given"
     with atomic_dir(report_dir) as reports:  # moved into report_dir only if every scan succeeds
-        for uid, s in track(list(uids.items()), "detect", enabled=progress):
-            volume = read_volume(s)  # one scan in memory at a time; checked to be a CT in HU
-            scored = detect_volume(detector, volume).assign(seriesuid=uid, scan=str(s))
-            findings = scored[scored["probability"] >= thr]
-            plot_report(volume, findings, uid, reports / f"{uid}.png", thr, source=str(s),
-                        threshold_note="chosen on validation" if threshold is None else "given")
-            frames.append(scored if all_candidates else findings)
+        shared = (Loaded(load_detector, str(unet_dir), str(mgicnn_dir), value=detector), thr, str(reports), note,
+                  all_candidates)
+        items = [(uid, str(s)) for uid, s in uids.items()]
+        frames = list(track(ordered_map(_detect_job, items, workers, shared), "detect", total=len(items),
+                            enabled=progress))
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+        rows = rows[RESULT_COLUMNS]
         # Eight significant digits: readable (not 0.9999998999999999) and the ranking of scores is kept.
-        save_csv(out, rows[RESULT_COLUMNS], float_format="%.8g")
+        save_csv(out, rows, float_format="%.8g")
     return rows

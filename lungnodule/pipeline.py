@@ -173,7 +173,7 @@ def baseline_random(data_root: str | Path, out_dir: str | Path, test_subsets: Se
     return {**res.metrics(), "candidates_per_scan": len(results) / max(len(uids), 1)}
 
 
-def unet_step(config, data_root: Path, layout: Layout, results_dir: Path) -> dict:
+def unet_step(config, data_root: Path, layout: Layout, results_dir: Path, workers: int = 1) -> dict:
     """Stage 1 from scratch: preprocess, train, candidates on every split; returns the test metrics."""
     from .progress import keras_verbose
     from .unet.evaluate import test
@@ -182,20 +182,20 @@ def unet_step(config, data_root: Path, layout: Layout, results_dir: Path) -> dic
 
     timings = {}
     t0 = time.perf_counter()
-    preprocess(config, data_root, layout.unet)
+    preprocess(config, data_root, layout.unet, workers=workers)
     timings["unet_preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     trained = train(config, layout.unet, results_dir, resume=False, verbose=keras_verbose())
     timings["unet_train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = test(config, data_root, layout.unet, results_dir)
+    metrics = test(config, data_root, layout.unet, results_dir, workers=workers)
     timings["unet_test"] = time.perf_counter() - t0
     return {**{k: v for k, v in metrics.items() if k not in ("splits", "validation_grid", "config")},
             "validation": metrics["splits"].get("val"), "best_val_dice": trained["best_val_dice"],
             "best_epoch": trained["best_epoch"], "epochs": trained["epochs"], "timings": timings}
 
 
-def mgicnn_step(config, data_root: Path, layout: Layout, results_dir: Path) -> dict:
+def mgicnn_step(config, data_root: Path, layout: Layout, results_dir: Path, workers: int = 1) -> dict:
     """Stage 2 from scratch on stage 1's candidates: preprocess, train one model, score the test subsets."""
     from .mgicnn.evaluate import test
     from .mgicnn.preprocess import preprocess
@@ -203,7 +203,7 @@ def mgicnn_step(config, data_root: Path, layout: Layout, results_dir: Path) -> d
 
     timings = {}
     t0 = time.perf_counter()
-    pre = preprocess(config, data_root, layout.mgicnn, unet_dir=layout.unet)
+    pre = preprocess(config, data_root, layout.mgicnn, unet_dir=layout.unet, workers=workers)
     timings["mgicnn_preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     # From scratch: a model left by an earlier run was trained on other stage-1 candidates.
@@ -217,7 +217,7 @@ def mgicnn_step(config, data_root: Path, layout: Layout, results_dir: Path) -> d
             "preprocess_patches_per_second": pre.get("patches_per_second")}
 
 
-def ctgan_step(config, data_root: Path, layout: Layout, results_dir: Path) -> dict:
+def ctgan_step(config, data_root: Path, layout: Layout, results_dir: Path, workers: int = 1) -> dict:
     """CT-GAN from scratch (both training sets, both GANs, tampering the test scans) and, when the two-stage
     detector is trained, how it sees the tampered and the clean scans (injected found, removed still found)."""
     from .ctgan.dataset import build_trainset
@@ -229,7 +229,7 @@ def ctgan_step(config, data_root: Path, layout: Layout, results_dir: Path) -> di
     timings, metrics = {}, {}
     for mode in ("inject", "remove"):
         t0 = time.perf_counter()
-        built = build_trainset(config, data_root, layout.ctgan, mode)
+        built = build_trainset(config, data_root, layout.ctgan, mode, workers=workers)
         timings[f"ctgan_preprocess_{mode}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         trained = train(config, layout.ctgan, results_dir, mode, resume=False, verbose=0)
@@ -376,11 +376,12 @@ def _last_run(results_dir: Path) -> str | None:
 def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
         results_dir: str | Path | None = None, preset: str = "demo", seed: int = 0,
         stages: Sequence[str] | None = None, n_scans: int | None = None,
-        test_subsets: Sequence[int] | None = None, val_subset: int | None = None) -> dict:
+        test_subsets: Sequence[int] | None = None, val_subset: int | None = None, workers: int = 1) -> dict:
     """Run the steps of `preset` (all, or those named in `stages`) and write the report; returns metrics.json.
 
     Paths default to the preset's; `n_scans` overrides the preset's dataset size; `test_subsets` and
-    `val_subset` the folds (see :func:`run_folds`). Every step trains from scratch with `seed`.
+    `val_subset` the folds (see :func:`run_folds`). Every step trains from scratch with `seed`. `workers`
+    processes run the per-scan steps (preprocessing, candidates); the figures are the same for any number.
     """
     from .luna import LunaDataset
     from .provenance import run_info
@@ -400,7 +401,7 @@ def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
     results_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    report: dict = {"preset": p.name, "data_root": str(data_root), "seed": int(seed)}
+    report: dict = {"preset": p.name, "data_root": str(data_root), "seed": int(seed), "workers": int(workers)}
     for step in todo:
         print(f"\n=== {step} ===", flush=True)
         t0 = time.perf_counter()
@@ -423,18 +424,18 @@ def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
                 report["baseline_random"] = baseline_random(data_root, layout.baseline, report["folds"]["test"],
                                                             seed)
         elif step == "unet":
-            out = unet_step(unet_cfg, data_root, layout, results_dir)
+            out = unet_step(unet_cfg, data_root, layout, results_dir, workers)
             timings.update(out.pop("timings"))
             report["unet_stage"] = out
         elif step == "mgicnn":
-            out = mgicnn_step(mgi_cfg, data_root, layout, results_dir)
+            out = mgicnn_step(mgi_cfg, data_root, layout, results_dir, workers)
             timings.update(out.pop("timings"))
             report.update({"unet": out.get("unet"), "mgicnn_alone": out.get("mgicnn_alone"),
                            "fused": out.get("mgicnn"), "fp_reduction_track": out.get("fp_reduction_track"),
                            "fused_minus_unet": out.get("fused_minus_unet"), "fusion": out.get("fusion"),
                            "mgicnn_best_epoch": out.get("best_epoch")})
         elif step == "ctgan":
-            out = ctgan_step(ctgan_cfg, data_root, layout, results_dir)
+            out = ctgan_step(ctgan_cfg, data_root, layout, results_dir, workers)
             timings.update(out.pop("timings"))
             report["ctgan"] = out
         if step not in ("unet", "mgicnn", "ctgan"):

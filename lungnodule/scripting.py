@@ -35,6 +35,7 @@ SCRIPT_HELP = {
     "SUBSETS": "subsets to preprocess (-1: every subset)",
     "COPIES_PER_SCAN": "tampered copies of each training scan",
     "MODE": "which GAN",
+    "WORKERS": "worker processes for the per-scan work (the outputs are the same for any number)",
 }
 
 

@@ -66,3 +66,12 @@ def test_help_names_the_default_and_the_choices(capsys):
     text = capsys.readouterr().out
     assert "{sgd,adam}" in text and "SGD-Nesterov (the original) or Adam (default: sgd)" in text
     assert "epochs (default: 80)" in text
+
+
+def test_docs_preset_tables_match_the_settings():
+    from pathlib import Path
+
+    from lungnodule.preset_docs import update_docs
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert update_docs(docs, check=True) == [], "run python -m lungnodule.preset_docs"

@@ -53,6 +53,7 @@ class CTGANConfig(Settings):
     inject_batch_size: int = setting(16, "injector batch size")
     remove_epochs: int = setting(200, "remover epochs")
     remove_batch_size: int = setting(32, "remover batch size")
+    devices: int = setting(0, "devices to train on, data-parallel; batch sizes are global (0: every visible one)")
     progress_cubes: int = setting(3, "validation cubes in each progress grid")
     run_eagerly: bool = setting(False, "eager train steps (faster than tracing for the tiny test networks)")
     # Tampering touch-ups (reference section 4.5): a touchup_scale x cube region, copied lung noise.

@@ -20,6 +20,7 @@ from scipy import ndimage
 from ..atomic import atomic_path, save_csv, write_text
 from ..errors import DataError, ModelMissingError
 from ..luna import LunaDataset, fold_split
+from ..parallel import Loaded, ordered_map
 from ..progress import track
 from .config import CTGANConfig, _mode, trainset_dir
 from .cubes import AIR_HU, centre_crop, extract_cube
@@ -48,8 +49,21 @@ def augment(cube: np.ndarray, config: CTGANConfig) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def _healthy_job(shared: tuple, item: tuple[str, int]) -> np.ndarray:
+    """Healthy sites of one scan (a worker of :func:`training_sites`; `shared` is (dataset, config), `item`
+    (uid, the scan's index, which seeds its draw)): (healthy_sites_per_scan, 3) world x, y, z mm."""
+    dataset, config = shared
+    dataset = dataset.get()
+    uid, index = item
+    findings = dataset.annotations[dataset.annotations["seriesuid"] == uid]
+    if dataset.excluded is not None:
+        findings = pd.concat([findings, dataset.excluded[dataset.excluded["seriesuid"] == uid]])
+    return healthy_sites(dataset.load(uid), findings, config.healthy_sites_per_scan,
+                         np.random.default_rng([config.seed, index]), config.clearance_mm, config.lung_margin_mm)
+
+
 def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: dict,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """The sites of one mode for the train and val subsets: columns :data:`SITE_COLUMNS`.
 
     inject: every annotated nodule of those scans (all rows, unlike the original's first 226) of at least
@@ -58,7 +72,6 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
     finding; the scan's index in the sorted UID list seeds its draw.
     """
     rows = []
-    excluded = dataset.excluded
     for name in ("train", "val"):
         uids = dataset.uids_in(split[name])
         if mode == "inject":
@@ -66,46 +79,55 @@ def training_sites(dataset: LunaDataset, config: CTGANConfig, mode: str, split: 
             ann = ann[ann["seriesuid"].isin(uids) & (ann["diameter_mm"] >= config.inject_min_diameter_mm)]
             rows.append(ann.assign(split=name)[SITE_COLUMNS])
             continue
-        for i, uid in enumerate(track(uids, f"CT-GAN healthy sites ({name})", enabled=progress)):
-            volume = dataset.load(uid)
-            findings = dataset.annotations[dataset.annotations["seriesuid"] == uid]
-            if excluded is not None:
-                findings = pd.concat([findings, excluded[excluded["seriesuid"] == uid]])
-            rng = np.random.default_rng([config.seed, dataset.seriesuids.index(uid) if uid in dataset.seriesuids else i])
-            pts = healthy_sites(volume, findings, config.healthy_sites_per_scan, rng, config.clearance_mm,
-                                config.lung_margin_mm)
+        items = [(uid, dataset.seriesuids.index(uid) if uid in dataset.seriesuids else i) for i, uid in enumerate(uids)]
+        found = ordered_map(_healthy_job, items, workers, (Loaded(LunaDataset, str(dataset.root), value=dataset), config))
+        for uid, pts in zip(uids, track(found, f"CT-GAN healthy sites ({name})", total=len(uids), enabled=progress)):
             rows.append(pd.DataFrame({"seriesuid": uid, "coordX": pts[:, 0], "coordY": pts[:, 1],
                                       "coordZ": pts[:, 2], "diameter_mm": 0.0, "split": name}))
     sites = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=SITE_COLUMNS)
     return sites.sort_values(["split", "seriesuid"], kind="stable").reset_index(drop=True)
 
 
+def _cubes_job(shared: tuple, item: tuple) -> np.ndarray:
+    """The (augmented) cubes of one scan's sites (a worker of :func:`_cut_all`; `shared` is (dataset, config,
+    augmented), `item` (uid, world points (N, 3) x, y, z mm)): (N x instances, n, n, n) float32 HU."""
+    dataset, config, augmented = shared
+    uid, points = item
+    volume = dataset.get().load(uid)
+    cubes = []
+    for point in points:
+        cut = extract_cube(volume, point, size=int(round(config.cut_mm / config.spacing_mm)),
+                           spacing_mm=config.spacing_mm, fill=AIR_HU)
+        cubes.append(augment(cut, config) if augmented else centre_crop(cut, config.cube_size)[None])
+    return np.concatenate(cubes)
+
+
 def _cut_all(dataset: LunaDataset, sites: pd.DataFrame, config: CTGANConfig, out: np.ndarray, augmented: bool,
-             desc: str, progress: bool = True) -> None:
-    """Fill `out` with the (augmented) cubes of `sites`, loading each scan once."""
-    per = config.n_instances if augmented else 1
+             desc: str, progress: bool = True, workers: int = 1) -> None:
+    """Fill `out` with the (augmented) cubes of `sites`, loading each scan once, in `workers` processes."""
+    groups = list(sites.groupby("seriesuid", sort=False))
+    items = ((uid, group[["coordX", "coordY", "coordZ"]].to_numpy()) for uid, group in groups)
+    shared = (Loaded(LunaDataset, str(dataset.root), value=dataset), config, augmented)
     k = 0
-    for uid, group in track(list(sites.groupby("seriesuid", sort=False)), f"CT-GAN {desc}", enabled=progress):
-        volume = dataset.load(uid)
-        for point in group[["coordX", "coordY", "coordZ"]].to_numpy():
-            cut = extract_cube(volume, point, size=int(round(config.cut_mm / config.spacing_mm)),
-                               spacing_mm=config.spacing_mm, fill=AIR_HU)
-            out[k:k + per] = augment(cut, config) if augmented else centre_crop(cut, config.cube_size)[None]
-            k += per
+    for cubes in track(ordered_map(_cubes_job, items, workers, shared), f"CT-GAN {desc}", total=len(groups),
+                       enabled=progress):
+        out[k:k + len(cubes)] = cubes
+        k += len(cubes)
 
 
 def build_trainset(config: CTGANConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
-                   mode: str = "inject", progress: bool = True) -> dict:
+                   mode: str = "inject", progress: bool = True, workers: int = 1) -> dict:
     """Build the injector's (`inject`) or remover's (`remove`) training set; returns a summary dict.
 
     Writes to `<work_dir>/<mode>/`: `train.npy` (N x n_instances, n, n, n) and `val.npy` float32 cubes,
     normalised; `normalization.npz`; `sites.csv` (the sites used); `trainset.json` (config, seed,
-    counts). Every file is written atomically; the big arrays are filled through a memory map.
+    counts). Every file is written atomically; the big arrays are filled through a memory map. `workers`
+    processes read the scans (the files written are the same for any number).
     """
     mode = _mode(mode)
     dataset = LunaDataset(data_root)
     split = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
-    sites = training_sites(dataset, config, mode, split, progress)
+    sites = training_sites(dataset, config, mode, split, progress, workers)
     train_sites = sites[sites["split"] == "train"]
     val_sites = sites[sites["split"] == "val"]
     if len(train_sites) == 0:
@@ -120,7 +142,7 @@ def build_trainset(config: CTGANConfig, data_root: str | os.PathLike, work_dir: 
         path = folder / f"{name}.npy"
         with atomic_path(path) as tmp:
             cubes = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, n, n, n))
-            _cut_all(dataset, group, config, cubes, augmented, f"{mode} {name} cubes", progress)
+            _cut_all(dataset, group, config, cubes, augmented, f"{mode} {name} cubes", progress, workers)
             if name == "train":
                 normalizer = CubeNormalizer.fit(cubes, config.nbins)
             for i in range(0, count, 256):  # normalise in place, in chunks

@@ -152,7 +152,7 @@ class Pix2Pix3D(keras.Model):
 
     def condition(self, cubes):
         """The generator's input: `cubes` with the central mask zeroed."""
-        return cubes * ops.convert_to_tensor(self._keep)
+        return ops.multiply(ops.convert_to_tensor(cubes), ops.convert_to_tensor(self._keep))
 
     def call(self, condition, training=False):
         return self.generator(condition, training=training)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_dir, atomic_path, save_figure, write_text
+from ..devices import data_parallel
 from ..errors import DataError, ModelMissingError
 from ..keras_io import load_model, save_model
 from ..provenance import run_info, seed_everything
@@ -139,6 +140,15 @@ def _fit_jax(gan: Pix2Pix3D, data: CubeBatches, epochs: int, initial_epoch: int,
     groups = (g.trainable_variables, g.non_trainable_variables, d.trainable_variables, d.non_trainable_variables,
               gan.g_optimizer.variables, gan.d_optimizer.variables)
     step = jax_train_step(gan)
+    distribution = keras.distribution.distribution()  # set by data_parallel over several devices
+
+    def batch(i: int):
+        x = data[i]
+        if distribution is None:
+            return x
+        # Split each batch across the devices; the jitted step then runs on every shard, its gradients averaged.
+        return keras.distribution.distribute_tensor(x, distribution.get_data_layout(np.shape(x)))
+
     hooks = keras.callbacks.CallbackList(callbacks, model=gan)
     hooks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
@@ -146,7 +156,7 @@ def _fit_jax(gan: Pix2Pix3D, data: CubeBatches, epochs: int, initial_epoch: int,
         state = tuple([v.value for v in group] for group in groups)
         sums: dict[str, float] = {}
         for i in range(len(data)):
-            state, logs = step(state, data[i])
+            state, logs = step(state, batch(i))
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         for group, values in zip(groups, state):
@@ -195,6 +205,25 @@ def plot_loss_curves(work_dir: str | os.PathLike, path: str | os.PathLike) -> Pa
     return Path(path)
 
 
+def _start(config: CTGANConfig, ckpt: Path, history: Path, folder: Path, resume: bool) -> tuple[Pix2Pix3D, int]:
+    """The GAN to train and its first epoch: the checkpoint's when `resume` and one exists (the history cut to
+    the epochs it holds), else a new one (an old history and progress grids removed)."""
+    if resume and (ckpt / STATE).exists():
+        gan, initial = load_checkpoint(ckpt, config)
+        seed_everything(config.seed + initial)
+        if history.exists():  # keep only the rows of the epochs the checkpoint holds
+            h = pd.read_csv(history)
+            h[h["epoch"] < initial].to_csv(history, index=False)
+        return gan, initial
+    seed_everything(config.seed)
+    gan = build_gan(config.cube_size, config.base_filters, config.mask_size, config.l1_weight, config.lr_g,
+                    config.lr_d, config.beta_1)
+    if history.exists():
+        history.unlink()
+    shutil.rmtree(folder / "progress", ignore_errors=True)
+    return gan, 0
+
+
 def train(config: CTGANConfig, work_dir: str | os.PathLike, results_dir: str | os.PathLike = "Results",
           mode: str = "inject", resume: bool = True, epochs: int | None = None, verbose: int = 1) -> dict:
     """Train the `mode` GAN on `<work_dir>/<mode>/train.npy`; returns a summary dict.
@@ -213,34 +242,22 @@ def train(config: CTGANConfig, work_dir: str | os.PathLike, results_dir: str | o
     batch = min(config.batch_size_for(mode), len(cubes))
     ckpt = folder / "checkpoint"
     history = folder / "history.csv"
-    initial = 0
-    if resume and (ckpt / STATE).exists():
-        gan, initial = load_checkpoint(ckpt, config)
-        seed_everything(config.seed + initial)
-        if history.exists():  # keep only the rows of the epochs the checkpoint holds
-            h = pd.read_csv(history)
-            h[h["epoch"] < initial].to_csv(history, index=False)
-    else:
-        seed_everything(config.seed)
-        gan = build_gan(config.cube_size, config.base_filters, config.mask_size, config.l1_weight, config.lr_g,
-                        config.lr_d, config.beta_1)
-        if history.exists():
-            history.unlink()
-        shutil.rmtree(folder / "progress", ignore_errors=True)
-    gan.run_eagerly = config.run_eagerly
-    shown = val[:config.progress_cubes] if len(val) else np.asarray(cubes[:config.progress_cubes])
-    callbacks = [_Checkpoint(ckpt, config.seed), keras.callbacks.CSVLogger(str(history), append=True),
-                 _Progress(shown, normalizer, folder / "progress", mode)]
-    started = time.time()
-    if initial < total:
-        val_data = CubeBatches(val, min(batch, len(val)), shuffle=False) if len(val) else None
-        data = CubeBatches(cubes, batch, seed=config.seed, epoch=initial)
-        if keras.backend.backend() == "jax":
-            _fit_jax(gan, data, total, initial, val_data, callbacks, verbose)
-        else:
-            gan.fit(data, epochs=total, initial_epoch=initial, validation_data=val_data, callbacks=callbacks,
-                    verbose=verbose)
-    seconds = time.time() - started
+    with data_parallel(config.devices):  # one device: no distribution at all
+        gan, initial = _start(config, ckpt, history, folder, resume)
+        gan.run_eagerly = config.run_eagerly
+        shown = val[:config.progress_cubes] if len(val) else np.asarray(cubes[:config.progress_cubes])
+        callbacks = [_Checkpoint(ckpt, config.seed), keras.callbacks.CSVLogger(str(history), append=True),
+                     _Progress(shown, normalizer, folder / "progress", mode)]
+        started = time.time()
+        if initial < total:
+            val_data = CubeBatches(val, min(batch, len(val)), shuffle=False) if len(val) else None
+            data = CubeBatches(cubes, batch, seed=config.seed, epoch=initial)
+            if keras.backend.backend() == "jax":
+                _fit_jax(gan, data, total, initial, val_data, callbacks, verbose)
+            else:
+                gan.fit(data, epochs=total, initial_epoch=initial, validation_data=val_data, callbacks=callbacks,
+                        verbose=verbose)
+        seconds = time.time() - started
     final = folder / "generator.keras"
     with atomic_path(final) as tmp:
         shutil.copyfile(ckpt / "generator.keras", tmp)

@@ -31,6 +31,7 @@ from ..errors import DataError
 from ..evaluation import label_candidates
 from ..handoff import unet_candidate_files
 from ..luna import LunaDataset, read_candidates, read_results
+from ..parallel import Loaded, ordered_map
 from ..progress import track
 from .config import MgiConfig
 from .patches import (INPUT_SHAPE, N_SCALES, PATCH_SHAPE, candidate_centres, centre_crops, cut_patches,
@@ -81,8 +82,25 @@ def _fingerprint(config: MgiConfig, rows: pd.DataFrame, dataset: LunaDataset) ->
     return h.hexdigest()
 
 
+def _scan_patches(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scan's candidates (a worker of :func:`_write_subset`; `shared` is (dataset, config), `item` is
+    (uid, world points (N, 3) x, y, z mm, positive flags (N,))): their voxel centres (N, 3) z, y, x, scales
+    (N, N_SCALES, *INPUT_SHAPE) and the full patches of the positives."""
+    dataset, config = shared
+    uid, points, positive = item
+    volume = dataset.get().load(uid)
+    windowed = windowed_for(volume, config.hu_min, config.hu_max, config.patch_spacing_mm)
+    scales = np.empty((len(points), N_SCALES, *INPUT_SHAPE), dtype=np.float16)
+    kept = []
+    for s in range(0, len(points), _CHUNK):
+        patches = cut_patches(volume, points[s:s + _CHUNK], windowed, config.patch_spacing_mm)
+        scales[s:s + _CHUNK] = scales_from_crops(centre_crops(patches), config.spline_order)
+        kept.append(patches[positive[s:s + _CHUNK]].astype(np.float16))
+    return candidate_centres(volume, points), scales, np.concatenate(kept) if kept else np.zeros((0, *PATCH_SHAPE))
+
+
 def _write_subset(dataset: LunaDataset, rows: pd.DataFrame, folder: Path, config: MgiConfig, fingerprint: str,
-                  progress: bool) -> dict:
+                  progress: bool, workers: int = 1) -> dict:
     """Cut every candidate of one subset, scan by scan, into memory-mapped files; see the module docstring."""
     rows = rows.sort_values("seriesuid", kind="stable").reset_index(drop=True)
     pos_rows = np.flatnonzero(rows["class"].to_numpy() == 1)
@@ -90,24 +108,22 @@ def _write_subset(dataset: LunaDataset, rows: pd.DataFrame, folder: Path, config
     rows.loc[pos_rows, "positive_row"] = np.arange(len(pos_rows))
     centres = np.zeros((len(rows), 3), dtype=np.int64)
     positive_row = rows["positive_row"].to_numpy()
+    points = rows[XYZ].to_numpy(np.float64)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "scales.npy") as tmp_s, atomic_path(folder / "positives.npy") as tmp_p:
         scales = np.lib.format.open_memmap(tmp_s, mode="w+", dtype=np.float16,
                                            shape=(len(rows), N_SCALES, *INPUT_SHAPE))
         positives = np.lib.format.open_memmap(tmp_p, mode="w+", dtype=np.float16, shape=(len(pos_rows), *PATCH_SHAPE))
-        groups = rows.groupby("seriesuid", sort=False).indices
-        for uid, idx in track(list(groups.items()), f"MGI-CNN patches {folder.name}", enabled=progress):
-            volume = dataset.load(uid)
-            windowed = windowed_for(volume, config.hu_min, config.hu_max, config.patch_spacing_mm)
-            points = rows.loc[idx, XYZ].to_numpy(np.float64)
-            centres[idx] = candidate_centres(volume, points)
-            for s in range(0, len(idx), _CHUNK):
-                sel = idx[s:s + _CHUNK]
-                patches = cut_patches(volume, points[s:s + _CHUNK], windowed, config.patch_spacing_mm)
-                scales[sel] = scales_from_crops(centre_crops(patches), config.spline_order)
-                prow = positive_row[sel]
-                if (prow >= 0).any():
-                    positives[prow[prow >= 0]] = patches[prow >= 0]
+        groups = list(rows.groupby("seriesuid", sort=False).indices.items())
+        items = ((uid, points[idx], positive_row[idx] >= 0) for uid, idx in groups)
+        shared = (Loaded(LunaDataset, str(dataset.root), value=dataset), config)
+        done = ordered_map(_scan_patches, items, workers, shared)
+        for (uid, idx), (c, sc, pos) in zip(groups, track(done, f"MGI-CNN patches {folder.name}",
+                                                          total=len(groups), enabled=progress)):
+            centres[idx] = c
+            scales[idx] = sc
+            prow = positive_row[idx]
+            positives[prow[prow >= 0]] = pos
         scales.flush()
         positives.flush()
         del scales, positives
@@ -123,13 +139,14 @@ def _write_subset(dataset: LunaDataset, rows: pd.DataFrame, folder: Path, config
 
 def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
                candidates_csv: str | os.PathLike | None = None, unet_dir: str | os.PathLike | None = None,
-               subsets: list[int] | None = None, progress: bool = True) -> dict:
+               subsets: list[int] | None = None, progress: bool = True, workers: int = 1) -> dict:
     """Cut the multi-scale patches of every candidate of the needed sources, per subset, into `work_dir/patches`.
 
     Sources are `config.train_sources` plus `config.eval_source`: "candidates" reads `candidates_csv`
     (default: the dataset's candidates_V2.csv), "unet" reads stage 1's candidate files
     (:mod:`lungnodule.handoff`) in `unet_dir`. `subsets` defaults to every subset of the dataset. Candidates
-    of scans not on disk are skipped (counted). Returns per-subset counts and the throughput.
+    of scans not on disk are skipped (counted). `workers` processes cut the scans' patches (the files written
+    are the same for any number). Returns per-subset counts and the throughput.
     """
     import time
 
@@ -165,7 +182,7 @@ def preprocess(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
             out["subsets"][k] = {**json.loads(meta_path.read_text()), "reused": True}
             continue
         meta_path.unlink(missing_ok=True)
-        out["subsets"][k] = _write_subset(dataset, sub, folder, config, fp, progress)
+        out["subsets"][k] = _write_subset(dataset, sub, folder, config, fp, progress, workers)
         n_done += out["subsets"][k]["candidates"]
     seconds = time.perf_counter() - t0
     out.update({"seconds": seconds, "patches_cut": n_done,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import pandas as pd
 
 from ..atomic import remove_stale_tmp, save_csv, write_text
 from ..errors import DataError
+from ..parallel import ordered_map
 from ..progress import track
 from ..uids import new_uid
 from ..volume import write_volume
@@ -58,7 +58,7 @@ def _config(seed: int, preset: str, n_scans: int, n_subsets: int) -> dict:
             "n_scans": int(n_scans), "n_subsets": int(n_subsets)}
 
 
-def _make_scan(job: tuple) -> dict:
+def _make_scan(_shared: None, job: tuple) -> dict:
     """Generate scan `index`, write its volume (staged) and its table record; returns the record."""
     out, seed, preset, index, uid, config = job
     # Scan 1 of every dataset is stored flipped, so small datasets (tests, CI) always contain one.
@@ -69,20 +69,6 @@ def _make_scan(job: tuple) -> dict:
               "candidates": scan.candidates.to_dict("list")}
     write_text(Path(out) / PARTS / f"{index:05d}.json", json.dumps(record, default=_json_default))
     return record
-
-
-class _Serial:
-    """A stand-in for a process pool that maps in this process (one worker)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
 
 
 def _json_default(o):
@@ -259,9 +245,9 @@ def generate_dataset(out_dir, n_scans: int, seed: int = 0, preset: str = "demo",
         else:
             jobs.append((str(out), seed, preset, i, uid, config))
     desc = f"synth {preset}" + (f" ({len(records)} of {n_scans} scans already done)" if records else "")
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else _Serial() as pool:
-        for rec in track(pool.map(_make_scan, jobs), desc, total=len(jobs), enabled=progress):
-            records[rec["index"]] = rec
+    for rec in track(ordered_map(_make_scan, jobs, workers if len(jobs) > 1 else 1), desc, total=len(jobs),
+                     enabled=progress):
+        records[rec["index"]] = rec
     ordered = [records[i] for i in range(n_scans)]
     nodules = np.array([len(r["nodules"]["coordX"]) for r in ordered], dtype=np.int64)
     subsets = deal_subsets(nodules, n_subsets)

@@ -20,6 +20,7 @@ from ..evaluation import nodule_hits, split_metrics
 from ..handoff import UNET_RESULTS, unet_candidates_path
 from ..intensity import window_hu
 from ..luna import LunaDataset, fold_split, write_results
+from ..parallel import Loaded, ordered_map
 from ..progress import track
 from .config import UnetConfig
 from .inference import candidates_from_probability, predict_volume
@@ -85,10 +86,20 @@ def _candidates_frame(uid: str, cands: pd.DataFrame) -> pd.DataFrame:
     return cands.assign(seriesuid=uid)[["seriesuid", *cands.columns]]
 
 
+def _candidates_job(shared: tuple, uid: str) -> list[pd.DataFrame]:
+    """One scan's candidates at each threshold (a worker of :func:`test`; `shared` is (dataset, model, config,
+    thresholds)): the network runs once, the extraction once per threshold."""
+    dataset, model, config, thresholds = shared
+    volume = dataset.get().load(uid)
+    prob = predict_volume(model.get(), volume, config)
+    return [_candidates_frame(uid, candidates_from_probability(prob, volume, config, t, config.max_candidates))
+            for t in thresholds]
+
+
 def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.PathLike,
          results_dir: str | os.PathLike | None = "Results", model_path: str | os.PathLike | None = None,
          splits: tuple[str, ...] = ("val", "test", "train"), n_bootstrap: int = 1000, n_panels: int = 4,
-         progress: bool = True) -> dict:
+         progress: bool = True, workers: int = 1) -> dict:
     """Detect candidates on the validation, test and training subsets' scans and evaluate them.
 
     Reads `work_dir/best.keras` (or `model_path`) and prepares slices as its `train.json` records; writes
@@ -96,7 +107,8 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     `detection.json` (the threshold chosen on validation), the LUNA16 evaluation of the test subset in
     `work_dir/froc_test/` and `test_metrics.json`; draws `results_dir/Unet_results.png`. Returns the
     test subset's metrics (candidate sensitivity, candidates per scan, CPM and its 95% CI) with the
-    per-split metrics under "splits".
+    per-split metrics under "splits". `workers` processes run the scans, each with its own copy of the
+    model (the files written are the same for any number).
     """
     from ..evaluation import evaluate_cad, write_evaluation
 
@@ -114,13 +126,13 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     # 1. Threshold on the validation subset: predict once, extract at every threshold of the grid.
     grid = sorted(set(config.threshold_grid) | {config.threshold}) if config.tune_threshold else [config.threshold]
     val_uids = dataset.uids_in(folds["val"])
+    data = Loaded(LunaDataset, str(data_root), value=dataset)
+    net = Loaded(load_unet, str(model_path), value=model)
     by_threshold: dict[float, list[pd.DataFrame]] = {t: [] for t in grid}
-    for uid in track(val_uids, "U-Net candidates val", enabled=progress):
-        volume = dataset.load(uid)
-        prob = predict_volume(model, volume, config)
-        for t in grid:
-            by_threshold[t].append(_candidates_frame(uid, candidates_from_probability(prob, volume, config, t,
-                                                                                      config.max_candidates)))
+    for frames in track(ordered_map(_candidates_job, val_uids, workers, (data, net, config, grid)),
+                        "U-Net candidates val", total=len(val_uids), enabled=progress):
+        for t, frame in zip(grid, frames):
+            by_threshold[t].append(frame)
     table = pd.DataFrame([{"threshold": t, **split_metrics(pd.concat(by_threshold[t], ignore_index=True),
                                                              annotations, val_uids)} for t in grid])
     threshold = _choose_threshold(table) if config.tune_threshold and len(val_uids) else config.threshold
@@ -141,19 +153,18 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
             frames = by_threshold[threshold]
         else:
             frames = []
-            for uid in track(uids, f"U-Net candidates {split}", enabled=progress):
-                volume = dataset.load(uid)
-                cands = candidates_from_probability(predict_volume(model, volume, config), volume, config,
-                                                    threshold, config.max_candidates)
-                frames.append(_candidates_frame(uid, cands))
+            done = ordered_map(_candidates_job, uids, workers, (data, net, config, [threshold]))
+            for uid, (cands,) in zip(uids, track(done, f"U-Net candidates {split}", total=len(uids),
+                                                 enabled=progress)):
+                frames.append(cands)
                 ann = annotations[annotations["seriesuid"] == uid]
                 if split == "test" and len(ann):  # half the panels show misses, when there are any
-                    hit = nodule_hits(cands.assign(seriesuid=uid), ann)
+                    hit = nodule_hits(cands, ann)
                     misses = sum(p["missed"] for p in panels)
                     if not hit.all() and misses < n_panels // 2 and len(panels) < n_panels:
-                        panels.append(_figure_panel(volume, uid, ann, cands, int(np.argmin(hit)), hit))
+                        panels.append(_figure_panel(dataset.load(uid), uid, ann, cands, int(np.argmin(hit)), hit))
                     elif hit.any() and len(panels) - misses < n_panels - n_panels // 2:
-                        panels.append(_figure_panel(volume, uid, ann, cands, int(np.argmax(hit)), hit))
+                        panels.append(_figure_panel(dataset.load(uid), uid, ann, cands, int(np.argmax(hit)), hit))
         cands = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seriesuid", *XYZ, "probability"])
         path = unet_candidates_path(work_dir, split)
         save_csv(path, cands)  # results columns first, then diameter and voxel centroid

@@ -23,6 +23,7 @@ import pandas as pd
 from ..atomic import atomic_dir, atomic_path, write_text
 from ..evaluation import UNKNOWN_DIAMETER_MM
 from ..luna import LunaDataset, fold_split
+from ..parallel import Loaded, ordered_map
 from ..progress import track
 from ..volume import Volume
 from .config import UnetConfig
@@ -117,34 +118,47 @@ def _cached_scan(cache: Path, dataset: LunaDataset, uid: str, subset: int, confi
     return images, masks, manifest
 
 
-def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, progress: bool = True) -> dict:
+def _slices_job(shared: tuple, uid: str) -> tuple[int, pd.DataFrame]:
+    """Cache one scan's slices (a worker of :func:`preprocess`; `shared` is (dataset, cache folder, config));
+    returns the number of slices and their manifest rows, not the images, so memory holds one scan."""
+    dataset, cache, config = shared
+    dataset = dataset.get()
+    images, _, manifest = _cached_scan(cache, dataset, uid, dataset.subset_of(uid), config)
+    return len(images), manifest
+
+
+def preprocess(config: UnetConfig, data_root: str | Path, work_dir: str | Path, progress: bool = True,
+               workers: int = 1) -> dict:
     """Write the U-Net training slices of every scan of a LUNA16-format dataset, split by subset.
 
     `data_root` is a LUNA16 layout (real or synthetic); outputs go to `work_dir/{train,val,test}/`
     (see the module docstring) with `work_dir/preprocess.json` (config, seed, counts). Resumes from the
-    per-scan cache. Returns a dict of per-split counts and paths.
+    per-scan cache. `workers` processes prepare the scans (the files written are the same for any number).
+    Returns a dict of per-split counts and paths.
     """
     dataset = LunaDataset(data_root)
     work_dir = Path(work_dir)
     folds = fold_split(dataset.subsets, test=config.test_subsets, val=config.val_subset)
     cache = work_dir / "cache" / _fingerprint(config)
     cache.mkdir(parents=True, exist_ok=True)
+    shared = (Loaded(LunaDataset, str(data_root), value=dataset), cache, config)
     summary = {"data_root": str(data_root), "folds": folds, "config": config.to_dict(), "seed": config.seed,
                "splits": {}}
     for split in SPLITS:
         uids = dataset.uids_in(folds[split])
-        parts = []
-        for uid in track(uids, f"U-Net preprocess {split}", enabled=progress):
-            parts.append(_cached_scan(cache, dataset, uid, dataset.subset_of(uid), config))
+        parts = list(track(ordered_map(_slices_job, uids, workers, shared), f"U-Net preprocess {split}",
+                           total=len(uids), enabled=progress))
         s = config.image_size
-        n = sum(len(p[0]) for p in parts)
-        manifest = pd.concat([p[2] for p in parts], ignore_index=True) if parts else pd.DataFrame()
+        n = sum(p[0] for p in parts)
+        manifest = pd.concat([p[1] for p in parts], ignore_index=True) if parts else pd.DataFrame()
         with atomic_dir(work_dir / split) as tmp:
             c = 2 * config.context_slices + 1
             images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, s, s, c))
             masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, s, s))
             i = 0
-            for im, mk, _ in parts:
+            for uid in uids:  # from the cache, one scan at a time
+                with np.load(cache / f"{uid}.npz", allow_pickle=False) as z:
+                    im, mk = z["images"], z["masks"]
                 images[i:i + len(im)] = im
                 masks[i:i + len(im)] = mk
                 i += len(im)
