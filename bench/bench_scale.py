@@ -11,7 +11,7 @@ and 2 devices.
    XLA_FLAGS=--xla_force_host_platform_device_count=N (virtual CPU devices; on a GPU machine the real ones are
    used instead, see --real-devices): training samples/s of the U-Net, the MGI-CNN and the CT-GAN injector
    (demo presets, random data, data-parallel through lungnodule.devices), median of REPEATS timed epochs after
-   a warm-up epoch.
+   a warm-up epoch. `--preset paper` times the paper networks instead (bench/gpu.sh does, on a GPU).
 
 Prints every figure and the ratio of 2 to 1; --out writes them as JSON.
 
@@ -44,9 +44,9 @@ import keras
 
 from lungnodule.devices import data_parallel, visible
 
-n, steps, repeats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+n, steps, repeats, preset = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = np.random.default_rng(0)
-out = {"devices": visible()[:n]}
+out = {"devices": visible()[:n], "preset": preset, "backend": keras.backend.backend()}
 
 
 def timed(fit, samples):
@@ -62,7 +62,7 @@ def timed(fit, samples):
 from lungnodule.unet.config import PRESETS as UNET
 from lungnodule.unet.model import build_unet, compile_unet
 
-c = UNET["demo"]
+c = UNET[preset]
 ch = 2 * c.context_slices + 1
 x = rng.random((steps * c.batch_size, c.train_crop_size, c.train_crop_size, ch), dtype=np.float32)
 y = (rng.random((len(x), c.train_crop_size, c.train_crop_size, 1)) > 0.99).astype(np.float32)
@@ -75,7 +75,7 @@ from lungnodule.mgicnn.config import PRESETS as MGI
 from lungnodule.mgicnn.model import build_mgicnn, compile_mgicnn
 from lungnodule.mgicnn.patches import INPUT_SHAPE, N_SCALES
 
-c = MGI["demo"]
+c = MGI[preset]
 xs = [rng.random((steps * c.batch_size, *INPUT_SHAPE), dtype=np.float32) for _ in range(N_SCALES)]
 ys = (rng.random((len(xs[0]), 1)) > 0.5).astype(np.float32)
 with data_parallel(n):
@@ -89,7 +89,7 @@ from lungnodule.ctgan.config import PRESETS as GAN, trainset_dir
 from lungnodule.ctgan.normalization import CubeNormalizer
 from lungnodule.ctgan.training import train
 
-c = GAN["demo"]
+c = GAN[preset]
 work = Path(tempfile.mkdtemp())
 folder = trainset_dir(work, "inject")
 folder.mkdir(parents=True)
@@ -114,7 +114,7 @@ print("RESULT " + json.dumps(out))
 def _generate(n_scans: int, folder: Path) -> Path:
     from lungnodule.synth import generate_dataset
 
-    return generate_dataset(folder, n_scans=n_scans, seed=0, preset="luna", n_subsets=1,
+    return generate_dataset(folder, n_scans=n_scans, seed=0, preset="luna", n_subsets=min(3, n_scans),
                             workers=min(2, os.cpu_count() or 1), progress=False)
 
 
@@ -132,16 +132,17 @@ def workers_part(data_root: Path, counts: list[int], scratch: Path) -> dict:
 
     ds = LunaDataset(data_root)
     n = len(ds.seriesuids)
-    subset = ds.subsets[0]
     scans = [ds.scan_path(u) for u in ds.seriesuids]
     models = save_untrained_detector(scratch / "models", ds.load(ds.seriesuids[0]), preset="demo",
                                      max_candidates=100)
-    # One subset: everything is "train" for the U-Net and CT-GAN (the folds do not change the work per scan).
-    unet_cfg = UNET["paper"].replace(test_subsets=(), val_subset=None)
-    gan_cfg = GAN["paper"].replace(test_subsets=(), val_subset=None)
+    # The last subset is the test fold: the U-Net preprocesses every subset, CT-GAN cuts cubes from the others.
+    folds = {"test_subsets": (ds.subsets[-1],), "val_subset": ds.subsets[-2] if len(ds.subsets) > 2 else None}
+    unet_cfg = UNET["paper"].replace(**folds)
+    gan_cfg = GAN["paper"].replace(**folds)
+    gan_scans = len(ds.uids_in([s for s in ds.subsets if s != ds.subsets[-1]]))
     steps = {
         "unet_preprocess": lambda w, d: unet_preprocess(unet_cfg, data_root, d, progress=False, workers=w),
-        "mgicnn_preprocess": lambda w, d: mgi_preprocess(MGI["paper"], data_root, d, subsets=[subset],
+        "mgicnn_preprocess": lambda w, d: mgi_preprocess(MGI["paper"], data_root, d, subsets=list(ds.subsets),
                                                          progress=False, workers=w),
         "ctgan_cubes": lambda w, d: [build_trainset(gan_cfg, data_root, d, mode, progress=False, workers=w)
                                      for mode in ("inject", "remove")],
@@ -157,19 +158,23 @@ def workers_part(data_root: Path, counts: list[int], scratch: Path) -> dict:
             step(w, work)
             seconds = time.perf_counter() - t0
             shutil.rmtree(work, ignore_errors=True)
-            out["steps"][name][w] = {"seconds": round(seconds, 2), "scans_per_second": round(n / seconds, 4)}
-            print(f"{name}: {w} worker(s): {seconds:.1f} s, {n / seconds:.3f} scans/s", flush=True)
+            k = gan_scans if name == "ctgan_cubes" else n
+            out["steps"][name][w] = {"seconds": round(seconds, 2), "scans": k,
+                                     "scans_per_second": round(k / seconds, 4)}
+            print(f"{name}: {w} worker(s): {seconds:.1f} s, {k / seconds:.3f} scans/s", flush=True)
     return out
 
 
-def devices_part(counts: list[int], steps: int, repeats: int, real: bool) -> dict:
+def devices_part(counts: list[int], steps: int, repeats: int, real: bool, preset: str = "demo") -> dict:
+    """Training samples/s of each network for each number of devices (a child interpreter each); with `real`
+    the machine's own devices and KERAS_BACKEND as set (default jax), else virtual CPU devices under JAX."""
     out = {}
     for n in counts:
-        env = {**os.environ, "KERAS_BACKEND": "jax"}
+        env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax") if real else "jax"}
         if not real:
             env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-        proc = subprocess.run([sys.executable, "-c", DEVICES_CHILD, str(n), str(steps), str(repeats)], env=env,
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-c", DEVICES_CHILD, str(n), str(steps), str(repeats), preset],
+                              env=env, capture_output=True, text=True, cwd=ROOT)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             raise RuntimeError(f"devices child ({n}) failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -182,12 +187,14 @@ def devices_part(counts: list[int], steps: int, repeats: int, real: bool) -> dic
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=4, help="luna-preset scans to generate (default 4)")
-    parser.add_argument("--data-root", default=None, help="use this LUNA16-layout root instead (its first subset)")
+    parser.add_argument("--data-root", default=None, help="use this LUNA16-layout root (>= 2 subsets) instead")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=12, help="training steps per timed epoch (default 12)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--real-devices", action="store_true", help="use the machine's devices, not virtual CPUs")
+    parser.add_argument("--preset", default="demo", choices=["demo", "paper"],
+                        help="network presets of the devices part (default demo)")
     parser.add_argument("--skip-workers", action="store_true")
     parser.add_argument("--skip-devices", action="store_true")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
@@ -204,7 +211,7 @@ def main(argv=None) -> dict:
                 if 1 in by and 2 in by:
                     print(f"{name}: 2 workers / 1 = {by[1]['seconds'] / by[2]['seconds']:.2f}x")
     if not args.skip_devices:
-        result["devices"] = devices_part(args.devices, args.steps, args.repeats, args.real_devices)
+        result["devices"] = devices_part(args.devices, args.steps, args.repeats, args.real_devices, args.preset)
         if 1 in result["devices"] and 2 in result["devices"]:
             one, two = result["devices"][1], result["devices"][2]
             print("2 devices / 1: " + ", ".join(f"{k} {two[k] / one[k]:.2f}x" for k in ("unet", "mgicnn", "ctgan")))

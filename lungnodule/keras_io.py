@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import keras
 import numpy as np
+import pandas as pd
 
 from .atomic import atomic_path
 from .errors import DataError, ModelMissingError
@@ -47,6 +48,18 @@ def load_model(path: str | os.PathLike, what: str, fix: str, compile: bool = Fal
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
         raise DataError(path, f"corrupt or unreadable {what} checkpoint ({type(exc).__name__}: {exc}); delete it "
                               f"and {fix[0].lower() + fix[1:]}") from None
+
+
+def resume_or_build(folder: str | os.PathLike, resume: bool, load: Callable[[Path], keras.Model],
+                    build: Callable[[], keras.Model]) -> tuple[keras.Model, pd.DataFrame]:
+    """The compiled model and the history to train on from: `load(folder / "last.keras")` and
+    `folder / "history.csv"` when `resume` and both exist (a run stopped after an epoch), else `build()` and an
+    empty history. The epoch to start at is the history's length."""
+    folder = Path(folder)
+    last_path, history_path = folder / "last.keras", folder / "history.csv"
+    if resume and last_path.exists() and history_path.exists():
+        return load(last_path), pd.read_csv(history_path)
+    return build(), pd.DataFrame()
 
 
 def predict_fixed(model: keras.Model, inputs, batch_size: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..atomic import save_csv, save_figure, write_text
 from ..devices import data_parallel
 from ..errors import DataError
 from ..evaluation import evaluate_cad, threshold_at_fps
-from ..keras_io import load_model, save_model
+from ..keras_io import load_model, resume_or_build, save_model
 from ..luna import LunaDataset
 from ..provenance import run_info, seed_everything
 from .config import MgiConfig
@@ -184,13 +184,9 @@ def train_fold(config: MgiConfig, data_root: str | os.PathLike, work_dir: str | 
     val_set = PatchSet(work_dir / "patches", fold["val"])
     val_set.uids = dataset.uids_in(fold["val"])
     history_path, last_path = fold_dir / "history.csv", fold_dir / "last.keras"
-    history = pd.DataFrame()
     with data_parallel(config.devices):  # one device: no distribution at all
-        if resume and last_path.exists() and history_path.exists():
-            history = pd.read_csv(history_path)
-            model = load_mgicnn(last_path, compile=True)
-        else:
-            model = compile_mgicnn(build_mgicnn(config), config)
+        model, history = resume_or_build(fold_dir, resume, lambda p: load_mgicnn(p, compile=True),
+                                         lambda: compile_mgicnn(build_mgicnn(config), config))
         initial_epoch = len(history)
         # Two threads cut and zoom the augmented patches while the model trains; a batch depends only on its
         # index and epoch, so the stream does not depend on the threads.

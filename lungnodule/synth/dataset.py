@@ -53,11 +53,6 @@ def _config(seed: int, preset: str, n_scans: int, n_subsets: int) -> dict:
             "n_scans": int(n_scans), "n_subsets": int(n_subsets)}
 
 
-def _config(seed: int, preset: str, n_scans: int, n_subsets: int) -> dict:
-    return {"generator": "lungnodule.synth", "version": GENERATOR_VERSION, "seed": int(seed), "preset": preset,
-            "n_scans": int(n_scans), "n_subsets": int(n_subsets)}
-
-
 def _make_scan(_shared: None, job: tuple) -> dict:
     """Generate scan `index`, write its volume (staged) and its table record; returns the record."""
     out, seed, preset, index, uid, config = job

@@ -19,7 +19,7 @@ import pandas as pd
 from ..atomic import save_csv, save_figure, write_text
 from ..devices import data_parallel
 from ..errors import DataError
-from ..keras_io import load_model, save_model
+from ..keras_io import load_model, resume_or_build, save_model
 from ..provenance import run_info, seed_everything
 from .config import UnetConfig
 from .dataset import SliceBatches, load_split
@@ -126,23 +126,22 @@ def train(config: UnetConfig, work_dir: str | os.PathLike, results_dir: str | os
     # The slices define the input: size and channels as preprocessed, recorded in train.json for inference.
     config = config.replace(image_size=int(x_train.shape[1]), context_slices=(int(x_train.shape[-1]) - 1) // 2)
     history_path, last_path = work_dir / "history.csv", work_dir / "last.keras"
-    history = pd.DataFrame()
+
+    def build() -> keras.Model:
+        # Crop training needs a size-free input; the model then predicts slices of any multiple of 32.
+        side = None if config.train_crop_size else config.image_size
+        model = build_unet((side, side, 2 * config.context_slices + 1), config.base_filters, config.growth_step)
+        lr = config.learning_rate
+        if initial_weights is not None:
+            model.set_weights(load_unet(initial_weights).get_weights())
+            lr = config.continue_learning_rate
+        decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
+        compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
+                     config.positive_weight, decay)
+        return model
+
     with data_parallel(config.devices):  # one device: no distribution at all
-        if resume and last_path.exists() and history_path.exists():
-            history = pd.read_csv(history_path)
-            model = load_unet(last_path, compile=True)
-        else:
-            # Crop training needs a size-free input; the model then predicts slices of any multiple of 32.
-            side = None if config.train_crop_size else config.image_size
-            model = build_unet((side, side, 2 * config.context_slices + 1),
-                               config.base_filters, config.growth_step)
-            lr = config.learning_rate
-            if initial_weights is not None:
-                model.set_weights(load_unet(initial_weights).get_weights())
-                lr = config.continue_learning_rate
-            decay = config.epochs * config.steps_per_epoch if config.lr_schedule == "cosine" else 0
-            compile_unet(model, lr, config.momentum, config.optimizer, config.dice_smooth, config.bce_weight,
-                         config.positive_weight, decay)
+        model, history = resume_or_build(work_dir, resume, lambda p: load_unet(p, compile=True), build)
         initial_epoch = len(history)
         best = float(history[MONITOR].max()) if MONITOR in history else -np.inf
         # Two threads prepare batches while the model trains: no gain on 2 cores, where the model uses both, but
