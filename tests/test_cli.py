@@ -51,3 +51,24 @@ def test_module_entry_point_lists_commands():
     out = subprocess.run([sys.executable, "-m", "lungnodule", "--help"], capture_output=True, text=True, check=True)
     for command in ("synth", "evaluate", "demo"):
         assert command in out.stdout
+
+
+def test_a_run_prints_no_tensorflow_log_lines_and_ends_with_its_metrics(tiny_dataset, tmp_path):
+    """The console a user sees: TensorFlow's C++ start-up lines (I0000 / E0000 / W0000, cuInit, absl) are
+    silenced, and the run ends with its metrics table."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")}
+    proc = subprocess.run([sys.executable, "-m", "lungnodule", "demo", "--preset", "tiny", "--data-root",
+                           str(tiny_dataset), "--work-dir", str(tmp_path / "work"), "--results-dir",
+                           str(tmp_path / "Results"), "--stages", "baseline", "unet"],
+                          env={**env, "MPLBACKEND": "Agg"}, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    noise = [line for line in out.splitlines()
+             if line[:5] in ("I0000", "E0000", "W0000") or "cuInit" in line or "absl::" in line]
+    assert not noise, "\n".join(noise[:5])
+    tail = proc.stdout.strip().splitlines()[-15:]
+    assert any("CPM" in line for line in tail) and any(line.startswith("U-Net candidates") for line in tail), "\n".join(tail)
