@@ -14,8 +14,9 @@ BatchNormalization normalises with the batch statistics, as a frozen BN did insi
 model; only the generator's weights are updated.
 
 Backends: the losses and models use `keras` / `keras.ops` only; the gradient computation is dispatched to
-`tf.GradientTape` (TensorFlow, the default) or `torch` autograd. JAX needs Keras' stateless train-step
-signature and is not supported: :class:`Pix2Pix3D` raises NotImplementedError there.
+`tf.GradientTape` (TensorFlow, the default) or `torch` autograd in `train_step`. JAX needs a stateless step:
+`lungnodule.ctgan.training.train` runs the same losses and update order through `jax_train_step` in its own loop
+(`train_step` itself raises NotImplementedError under JAX).
 """
 
 from __future__ import annotations
