@@ -5,6 +5,10 @@ lung-bearing slices, resize back, 3-D components) on a synthetic 300-slice 512 x
 the paper preset's U-Net (320 x 320 input, 1,619,461 parameters, random weights: timing only) and prints
 the median of REPEATS runs and the breakdown. Backend: KERAS_BACKEND (tensorflow by default; jax on a GPU).
 
+Then times the extraction alone at every threshold of the demo preset's validation grid (what `test` pays per
+validation scan) on the worst map for it: an untrained network's near-uniform probability (0.3 +- 0.05 noise
+over the lung field), above the lowest thresholds nearly everywhere. `--extraction-only` skips the network.
+
     OMP_NUM_THREADS=2 python bench/bench_unet_inference.py
 """
 
@@ -47,8 +51,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--depth", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--extraction-only", action="store_true", help="time only the threshold-grid extraction")
     args = parser.parse_args()
     config = PRESETS["paper"]
+    if args.extraction_only:
+        bench_extraction(chest_volume(args.depth), args.repeats)
+        return
     keras.utils.set_random_seed(0)
     model = build_unet((config.image_size, config.image_size, 1), config.base_filters, config.growth_step)
     volume = chest_volume(args.depth)
@@ -76,6 +84,23 @@ def main() -> None:
           f"(lung mask + prediction {np.median(predicts):.2f}, components {np.median(totals) - np.median(predicts):.2f}); "
           f"all runs {', '.join(f'{t:.2f}' for t in totals)}")
     print(f"per predicted slice: {1000 * np.median(predicts) / n_slices:.1f} ms")
+    bench_extraction(volume, args.repeats)
+
+
+def bench_extraction(volume: Volume, repeats: int) -> None:
+    """Print the median seconds of `extract_candidates` over the demo threshold grid on a near-uniform map."""
+    grid = PRESETS["demo"].threshold_grid
+    lungs = lung_field_mask(volume.array, volume.spacing_zyx)
+    rng = np.random.default_rng(1)
+    prob = np.where(lungs, 0.3 + 0.05 * rng.standard_normal(volume.shape), 0.0).astype(np.float32)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for t in grid:
+            extract_candidates(prob, volume, t, 100)
+        times.append(time.perf_counter() - t0)
+    print(f"extraction over the demo grid {grid} on a near-uniform map ({lungs.mean():.0%} of the volume lung): "
+          f"median {np.median(times):.2f} s per scan; all runs {', '.join(f'{t:.2f}' for t in times)}")
 
 
 def _devices() -> str:
