@@ -14,7 +14,7 @@ from scipy import ndimage
 
 keras = pytest.importorskip("keras")
 
-from lungnodule.errors import DataError, ModelMissingError
+from lungnodule.errors import DataError
 from lungnodule.luna import read_results
 from lungnodule.mgicnn.config import PRESETS, MgiConfig
 from lungnodule.mgicnn.dataset import PatchSet, TrainBatches, as_inputs
@@ -22,7 +22,7 @@ from lungnodule.mgicnn.model import build_mgicnn, compile_mgicnn
 from lungnodule.mgicnn.patches import (augmented_crops, candidate_scales, centre_crops, extract_patches,
                                        scales_from_crops, windowed_volume, zoom_matrix)
 from lungnodule.mgicnn.preprocess import label_candidates, preprocess
-from lungnodule.mgicnn.training import load_mgicnn, train, train_fold
+from lungnodule.mgicnn.training import train, train_fold
 from lungnodule.scripting import script_args
 from lungnodule.volume import Volume
 
@@ -256,13 +256,7 @@ def test_fusion_weights_and_their_choice_on_validation():
     assert MgiConfig(eval_source="unet", fusion_weights=("0.5",)).fusion_weights == (0.5,)
 
 
-def test_missing_and_corrupt_models(tmp_path):
-    with pytest.raises(ModelMissingError, match="3DCNN/train.py"):
-        load_mgicnn(tmp_path / "best.keras")
-    bad = tmp_path / "bad.keras"
-    bad.write_bytes(b"not a keras file")
-    with pytest.raises(DataError, match="bad.keras"):
-        load_mgicnn(bad)
+def test_missing_patches_name_the_script_that_makes_them(tmp_path):
     with pytest.raises(DataError, match="preprocess.py"):
         PatchSet(tmp_path, [0])
 

@@ -328,3 +328,18 @@ def test_evaluate_warns_when_no_result_matches_a_listed_scan(tmp_path, capsys):
     assert cli_main(["evaluate", *args, str(tmp_path / "out"), "--bootstrap", "0"]) == 0
     err = capsys.readouterr().err
     assert "no row of" in err and "res.csv" in err and "uids.csv" in err
+
+
+@pytest.mark.parametrize("stage", ["unet", "mgicnn"])
+def test_missing_and_corrupt_models_name_the_file_and_the_script(stage, tmp_path):
+    from lungnodule.errors import ModelMissingError
+    from lungnodule.mgicnn.training import load_mgicnn
+    from lungnodule.unet.training import load_unet
+
+    load, script = {"unet": (load_unet, "Unet/train.py"), "mgicnn": (load_mgicnn, "3DCNN/train.py")}[stage]
+    with pytest.raises(ModelMissingError, match=script):
+        load(tmp_path / "best.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a keras zip file")
+    with pytest.raises(DataError, match="bad.keras"):
+        load(bad)

@@ -7,7 +7,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lungnodule.errors import DataError, ModelMissingError
 from lungnodule.unet.augment import augment_pair
 from lungnodule.unet.config import PRESETS
 from lungnodule.unet.dataset import SliceBatches
@@ -16,7 +15,7 @@ from lungnodule.unet.inference import detect_candidates, extract_candidates
 from lungnodule.unet.losses import dice_coefficient, dice_loss
 from lungnodule.unet.masks import draw_slice_mask, nodule_slice_range, to_output_pixels
 from lungnodule.unet.model import build_unet, compile_unet
-from lungnodule.unet.training import load_unet, train
+from lungnodule.unet.training import train
 from lungnodule.volume import Volume
 
 TINY = PRESETS["tiny"]
@@ -164,15 +163,6 @@ def test_slices_joined_into_one_3d_component():
     assert len(cands) == 1
     assert cands.probability.iloc[0] == pytest.approx(1.0)
     assert extract_candidates(prob, vol, threshold=0.5, score="mean").probability.iloc[0] < 0.9
-
-
-def test_missing_and_corrupt_checkpoints(tmp_path):
-    with pytest.raises(ModelMissingError, match="Unet/train.py"):
-        load_unet(tmp_path / "best.keras")
-    bad = tmp_path / "bad.keras"
-    bad.write_bytes(b"not a keras zip file")
-    with pytest.raises(DataError, match="bad.keras"):
-        load_unet(bad)
 
 
 def test_short_training_lowers_the_loss():
