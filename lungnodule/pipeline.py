@@ -116,6 +116,20 @@ def run_folds(subsets: Sequence[int], preset: RunPreset, test_subsets: Sequence[
     return default_folds(subsets, preset.test_count(len(subsets)))
 
 
+def check_folds_have_nodules(dataset, folds: dict, data_root: Path) -> None:
+    """DataError naming `data_root` and the subsets when the validation or the test subsets of `folds` hold no
+    annotated nodule: every choice made on validation (epoch, threshold, fusion weight) and every held-out
+    figure needs some, and a run would otherwise fail or report NaN after hours of training."""
+    from .errors import DataError
+
+    for split in ("val", "test"):
+        uids = dataset.uids_in(folds[split])
+        if not dataset.annotations["seriesuid"].isin(uids).any():
+            name = "validation" if split == "val" else "test"
+            raise DataError(data_root, f"the {name} subset(s) {list(folds[split])} hold no annotated nodule "
+                            f"({len(uids)} scans); choose other folds with --test-subsets / --val-subset")
+
+
 def stage_configs(preset: RunPreset, folds: dict, seed: int):
     """The three stage configs of a run: each stage's `preset.stage_preset` with the run's folds and seed. The
     MGI-CNN trains one model for all test subsets, on the dataset's candidate list and stage 1's candidates,
@@ -415,6 +429,7 @@ def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
             uids = dataset.uids_in(report["folds"]["test"])
             report["heldout_scans"] = len(uids)
             report["heldout_nodules"] = int(dataset.annotations["seriesuid"].isin(uids).sum())
+            check_folds_have_nodules(dataset, report["folds"], data_root)
             unet_cfg, mgi_cfg, ctgan_cfg = stage_configs(p, report["folds"], seed)
             print(f"folds: train {report['folds']['train']}, validation {report['folds']['val']}, test "
                   f"{report['folds']['test']} ({report['heldout_scans']} scans, {report['heldout_nodules']} "

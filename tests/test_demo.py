@@ -84,3 +84,37 @@ def test_unknown_step_or_preset_is_refused(tmp_path):
         run(tmp_path / "d", tmp_path / "w", tmp_path / "r", stages=["unet", "bogus"])
     with pytest.raises(ValueError, match="unknown run preset"):
         run(tmp_path / "d", tmp_path / "w", tmp_path / "r", preset="huge")
+
+
+def test_a_validation_subset_without_nodules_is_refused_before_any_training(tiny_dataset, tmp_path):
+    # A small LUNA16-layout root can deal no nodule to the validation subset: every choice made on
+    # validation would then be NaN, so the run must stop at once with a message naming the root and subset.
+    import shutil
+
+    import pandas as pd
+
+    from lungnodule.errors import DataError
+    from lungnodule.luna import LunaDataset
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_dataset, root)
+    (root / "synth.json").unlink(missing_ok=True)
+    dataset = LunaDataset(root)
+    val = dataset.uids_in(1)
+    ann = pd.read_csv(root / "annotations.csv")
+    ann[~ann["seriesuid"].isin(val)].to_csv(root / "annotations.csv", index=False)
+    with pytest.raises(DataError, match=r"validation subset\(s\) \[1\] hold no annotated nodule") as err:
+        run(root, tmp_path / "work", tmp_path / "Results", preset="tiny", stages=["baseline", "unet"])
+    assert str(root) in str(err.value) and not (tmp_path / "work" / "unet").exists()
+
+
+def test_unet_threshold_choice_keeps_the_configured_one_without_validation_nodules():
+    import pandas as pd
+
+    from lungnodule.unet.evaluate import _choose_threshold
+
+    grid = pd.DataFrame({"threshold": [0.1, 0.5], "candidate_sensitivity": [float("nan")] * 2,
+                         "candidates_per_scan": [9.0, 3.0]})
+    assert _choose_threshold(grid) is None
+    grid["candidate_sensitivity"] = [0.8, 0.8]
+    assert _choose_threshold(grid) == 0.5

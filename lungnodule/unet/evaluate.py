@@ -29,8 +29,12 @@ from .training import load_unet, trained_input_config
 XYZ = ["coordX", "coordY", "coordZ"]
 
 
-def _choose_threshold(table: pd.DataFrame) -> float:
+def _choose_threshold(table: pd.DataFrame) -> float | None:
+    """The validation grid's threshold with the best candidate sensitivity (fewest candidates among ties);
+    None when validation holds no nodule (every sensitivity NaN), so the caller keeps the configured one."""
     best = table["candidate_sensitivity"].max()
+    if not np.isfinite(best):
+        return None
     ok = table[table["candidate_sensitivity"] >= best - 1e-12]
     return float(ok.sort_values(["candidates_per_scan", "threshold"], ascending=[True, False])["threshold"].iloc[0])
 
@@ -135,11 +139,16 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
             by_threshold[t].append(frame)
     table = pd.DataFrame([{"threshold": t, **split_metrics(pd.concat(by_threshold[t], ignore_index=True),
                                                              annotations, val_uids)} for t in grid])
-    threshold = _choose_threshold(table) if config.tune_threshold and len(val_uids) else config.threshold
+    chosen = _choose_threshold(table) if config.tune_threshold and len(val_uids) else None
+    threshold = config.threshold if chosen is None else chosen
+    if config.tune_threshold and chosen is None:
+        print(f"U-Net: validation subset {folds['val']} holds no nodule; keeping the configured threshold "
+              f"{threshold}", flush=True)
+    chosen_on = f"validation subset {folds['val']}" if chosen is not None else "configured (not tuned)"
     detection = {"threshold": threshold, "max_candidates": config.max_candidates, "score": config.score,
                  "min_component_voxels": config.min_component_voxels, "candidate_mode": config.candidate_mode,
                  "peak_radius_mm": config.peak_radius_mm,
-                 "chosen_on": f"validation subset {folds['val']}", "model": str(model_path),
+                 "chosen_on": chosen_on, "model": str(model_path),
                  "validation_grid": table.to_dict(orient="records")}
     write_text(work_dir / "detection.json", json.dumps(detection, indent=2))
     out["threshold"] = threshold
