@@ -115,8 +115,7 @@ PRESETS: dict[str, UnetConfig] = {
     ),
 }
 # The bench preset (`lungnodule demo --preset bench`): the demo's settings. More training finds more of the
-# bench's validation nodules (26 of 29 at 100 candidates per scan after 60 epochs, 23 after 20), but 50 epochs
-# (about 60 min on 2 cores) took the whole bench run to twice its 75-minute budget, so the bench keeps the
-# demo's 20 epochs and `Results/bench/` shows what they reach; the learning curve of issue "detector" is
-# where more training is measured.
+# bench's validation nodules (26 of 29 at 100 candidates per scan after 60 epochs, 23 after 20), but a 50-epoch
+# bench run beside the test suite took twice its 75-minute budget, so the bench keeps the demo's 20 epochs
+# (alone, 17-24 s each: the run of 4666a90 took 49.1 min, so 50 would still fit; not yet measured).
 PRESETS["bench"] = PRESETS["demo"].replace()
