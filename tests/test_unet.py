@@ -404,3 +404,9 @@ def test_context_channels_lie_the_same_mm_apart_at_any_slice_spacing():
     # context_mm 0 keeps the original's adjacent slices.
     plain = prepare_stacks(ramp, np.array([5]), cfg.replace(context_mm=0.0), spacing_z=2.0)
     np.testing.assert_allclose(plain[0, 0, 0], (ramp[4:7, 0, 0] + 1000) / 1400, atol=1e-3)
+    # A whole-slice position above every fractional one, below the top of the volume (2.5 mm on 1 mm slices:
+    # found on a 512-px root, where its unused upper neighbour lay past every slice prepared).
+    wide = prepare_stacks(ramp, np.array([5]), cfg.replace(context_slices=2), spacing_z=1.0)
+    blend = [ramp[0, 0, 0], (ramp[2, 0, 0] + ramp[3, 0, 0]) / 2, ramp[5, 0, 0], (ramp[7, 0, 0] + ramp[8, 0, 0]) / 2,
+             ramp[10, 0, 0]]
+    np.testing.assert_allclose(wide[0, 0, 0], (np.array(blend) + 1000) / 1400, atol=1e-3)

@@ -60,10 +60,13 @@ def prepare_stacks(array: np.ndarray, zs: np.ndarray, config: UnetConfig, lung_m
     pos = context_positions(zs, config, spacing_z, array.shape[0])
     lo = np.floor(pos).astype(int)
     frac = pos - lo
-    hi = np.minimum(lo + 1, array.shape[0] - 1)
+    # A position on a slice needs only that slice: its upper neighbour is itself (lo + 1 may be a slice
+    # nothing else needs, or lie past the last prepared one when every position is whole, e.g. 2.5 mm of
+    # context on 1.25 mm slices).
+    hi = np.where(frac > 0, np.minimum(lo + 1, array.shape[0] - 1), lo)
     # Neighbouring stacks share slices: prepare each distinct slice once, then blend where positions fall
     # between slices (the window is linear inside [hu_min, hu_max], so blending after it is exact there).
-    needed = np.unique(np.concatenate([lo.ravel(), hi[frac > 0].ravel()]))
+    needed = np.unique(np.concatenate([lo.ravel(), hi.ravel()]))
     prepared = prepare_slices(array[needed], config, None if lung_mask is None else lung_mask[needed])
     where = np.searchsorted(needed, lo)
     out = prepared[where]
