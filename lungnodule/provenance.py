@@ -44,23 +44,39 @@ def backend_version() -> tuple[str, str]:
     return name, version
 
 
+def cpu_description() -> str:
+    """The processor model and the widest x86 vector extension it offers ("AMD EPYC, AVX-512"), read from
+    /proc/cpuinfo; the processor name alone elsewhere. TensorFlow's oneDNN kernels pick code paths by vector
+    extension, so two runs are comparable to the last digit only on the same one."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 platform.processor() or "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags),
+               None)
+    return f"{model}, {isa}" if isa else model
+
+
 def run_info(seed: int | None = None) -> dict:
     """The versions and machine a run ran on, and its seed: commit, python, numpy, keras, backend,
-    backend_version, platform, cpus, seed."""
+    backend_version, platform, cpu (model and vector extension), cpus, seed."""
     import keras
     import numpy as np
 
     name, version = backend_version()
     return {"commit": git_commit(), "python": platform.python_version(), "numpy": np.__version__,
             "keras": keras.__version__, "backend": name, "backend_version": version,
-            "platform": f"{platform.machine()}, {platform.system()}", "cpus": os.cpu_count(),
-            "seed": None if seed is None else int(seed)}
+            "platform": f"{platform.machine()}, {platform.system()}", "cpu": cpu_description(),
+            "cpus": os.cpu_count(), "seed": None if seed is None else int(seed)}
 
 
 def describe(info: dict) -> str:
     """`run_info` as one line for a summary."""
     return (f"commit {info['commit']}; Python {info['python']}, NumPy {info['numpy']}, Keras {info['keras']} on "
-            f"{info['backend']} {info['backend_version']}; {info['platform']}, {info['cpus']} CPUs; seed "
+            f"{info['backend']} {info['backend_version']}; {info['platform']}, {info.get('cpu', 'cpu not recorded')}, {info['cpus']} CPUs; seed "
             f"{info['seed']}")
 
 
