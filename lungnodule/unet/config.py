@@ -119,5 +119,6 @@ PRESETS: dict[str, UnetConfig] = {
 # each scan a sixth as often; and more training finds more of the validation nodules at 100 candidates per
 # scan: 22 of 28 after 20 epochs (run of 4666a90, Results/bench at that commit), 26 of 29 after 60 epochs in
 # an earlier trial. Alone on the 2-core CPU an epoch takes 17-24 s, so 50 cost about 10 minutes more than 20
-# (the run of 4666a90 took 49.1 min in all). The validation figure of the 50-epoch run is in Results/bench.
+# (the run of 4666a90 took 49.1 min in all; the 50-epoch run of d579949 55.3 min, and found 24 of the 28
+# validation nodules at 58.7 candidates per scan).
 PRESETS["bench"] = PRESETS["demo"].replace(epochs=50)
