@@ -414,6 +414,9 @@ def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
           f"2 CPU cores" + (f"; the last run of it took {last}" if last else ""), flush=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # Read the commit now: the record must name the code that runs, not a commit made while it runs (the
+    # commit is cached, so every train.json of this run names the same one).
+    info = run_info(seed)
     timings: dict[str, float] = {}
     report: dict = {"preset": p.name, "data_root": str(data_root), "seed": int(seed), "workers": int(workers)}
     for step in todo:
@@ -455,7 +458,7 @@ def run(data_root: str | Path | None = None, work_dir: str | Path | None = None,
             report["ctgan"] = out
         if step not in ("unet", "mgicnn", "ctgan"):
             timings[step] = time.perf_counter() - t0
-    report.update({"timings": timings, "wall_time_s": time.perf_counter() - started, "run": run_info(seed)})
+    report.update({"timings": timings, "wall_time_s": time.perf_counter() - started, "run": info})
     if "unet" not in report and "unet_stage" in report:
         report["unet"] = {k: report["unet_stage"][k] for k in report["unet_stage"]
                           if k not in ("validation", "best_val_dice", "best_epoch", "epochs")}
