@@ -52,9 +52,11 @@ def cpu_description() -> str:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    # The first processor's entry: "key<tab>: value" lines, the same for every core.
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    model = fields.get("model name") or platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
     isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags),
                None)
     return f"{model}, {isa}" if isa else model
@@ -76,8 +78,8 @@ def run_info(seed: int | None = None) -> dict:
 def describe(info: dict) -> str:
     """`run_info` as one line for a summary."""
     return (f"commit {info['commit']}; Python {info['python']}, NumPy {info['numpy']}, Keras {info['keras']} on "
-            f"{info['backend']} {info['backend_version']}; {info['platform']}, {info.get('cpu', 'cpu not recorded')}, {info['cpus']} CPUs; seed "
-            f"{info['seed']}")
+            f"{info['backend']} {info['backend_version']}; {info['platform']}, "
+            f"{info.get('cpu', 'cpu not recorded')}, {info['cpus']} CPUs; seed {info['seed']}")
 
 
 def seed_everything(seed: int) -> None:

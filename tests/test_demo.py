@@ -107,14 +107,3 @@ def test_a_validation_subset_without_nodules_is_refused_before_any_training(tiny
         run(root, tmp_path / "work", tmp_path / "Results", preset="tiny", stages=["baseline", "unet"])
     assert str(root) in str(err.value) and not (tmp_path / "work" / "unet").exists()
 
-
-def test_unet_threshold_choice_keeps_the_configured_one_without_validation_nodules():
-    import pandas as pd
-
-    from lungnodule.unet.evaluate import _choose_threshold
-
-    grid = pd.DataFrame({"threshold": [0.1, 0.5], "candidate_sensitivity": [float("nan")] * 2,
-                         "candidates_per_scan": [9.0, 3.0]})
-    assert _choose_threshold(grid) is None
-    grid["candidate_sensitivity"] = [0.8, 0.8]
-    assert _choose_threshold(grid) == 0.5

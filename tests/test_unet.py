@@ -410,3 +410,15 @@ def test_context_channels_lie_the_same_mm_apart_at_any_slice_spacing():
     blend = [ramp[0, 0, 0], (ramp[2, 0, 0] + ramp[3, 0, 0]) / 2, ramp[5, 0, 0], (ramp[7, 0, 0] + ramp[8, 0, 0]) / 2,
              ramp[10, 0, 0]]
     np.testing.assert_allclose(wide[0, 0, 0], (np.array(blend) + 1000) / 1400, atol=1e-3)
+
+
+def test_unet_threshold_choice_keeps_the_configured_one_without_validation_nodules():
+    import pandas as pd
+
+    from lungnodule.unet.evaluate import _choose_threshold
+
+    grid = pd.DataFrame({"threshold": [0.1, 0.5], "candidate_sensitivity": [float("nan")] * 2,
+                         "candidates_per_scan": [9.0, 3.0]})
+    assert _choose_threshold(grid) is None
+    grid["candidate_sensitivity"] = [0.8, 0.8]
+    assert _choose_threshold(grid) == 0.5
