@@ -107,3 +107,31 @@ def test_a_validation_subset_without_nodules_is_refused_before_any_training(tiny
         run(root, tmp_path / "work", tmp_path / "Results", preset="tiny", stages=["baseline", "unet"])
     assert str(root) in str(err.value) and not (tmp_path / "work" / "unet").exists()
 
+
+
+def test_learning_curve_reuses_the_run_and_resumes(tiny_demo, monkeypatch):
+    import lungnodule.pipeline as pipeline
+    from lungnodule.learning_curve import learning_curve, scaled_epochs
+
+    root, out = tiny_demo
+    args = (root / "synthetic", root / "work", root / "Results")
+    curve = learning_curve(*args, preset="tiny", fractions=(1.0, 0.5), seed=0)
+    half, full = curve["points"]  # sorted by budget
+    assert (half["fraction"], full["fraction"]) == (0.5, 1.0)
+    assert half["epochs"] == {"unet": 1, "mgicnn": 1} and full["epochs"] == {"unet": 2, "mgicnn": 2}
+    # Budget 1 is the run itself: the same figures, not a retraining.
+    assert full["source"] == "run" and half["source"] == "trained"
+    assert full["systems"]["fused"]["cpm_stable"] == out["fused"]["cpm_stable"]
+    assert full["systems"]["unet"]["candidates_per_scan"] == out["unet"]["candidates_per_scan"]
+    assert (root / "work" / "learning_curve" / "budget_0.5" / "unet" / "best.keras").is_file()
+    assert (root / "Results" / "learning_curve.png").stat().st_size > 1000
+    assert json.loads((root / "Results" / "learning_curve.json").read_text())["points"] == curve["points"]
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished point was trained again")
+
+    monkeypatch.setattr(pipeline, "unet_step", no_training)
+    assert learning_curve(*args, preset="tiny", fractions=(0.5, 1.0), seed=0)["points"] == curve["points"]
+    assert scaled_epochs(50, 0.25) == 13 and scaled_epochs(3, 0.1) == 1
+    with pytest.raises(ValueError, match="positive"):
+        scaled_epochs(10, 0)
