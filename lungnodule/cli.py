@@ -1,4 +1,5 @@
-"""The `lungnodule` command: synthetic data, LUNA16 evaluation, the demo, its learning curve and detection.
+"""The `lungnodule` command: synthetic data, LUNA16 evaluation, the demo, its learning curve, comparing runs
+and detection.
 
 Run `lungnodule COMMAND --help` for each command's options.
 """
@@ -46,6 +47,28 @@ def _learning_curve(args: argparse.Namespace) -> int:
                    preset=args.preset, fractions=args.fractions, seed=args.seed, test_subsets=args.test_subsets,
                    val_subset=args.val_subset, workers=args.workers)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import DataError
+    from .run_report import metric_differences
+
+    runs = []
+    for path in (args.first, args.second):
+        try:
+            runs.append(json.loads(open(path).read()))
+        except (OSError, ValueError) as exc:
+            raise DataError(path, f"cannot read a run's metrics.json: {exc}") from None
+    diffs = metric_differences(*runs)
+    for line in diffs[:args.show]:
+        print(line)
+    more = len(diffs) - args.show
+    print(("" if more <= 0 else f"... and {more} more\n") +
+          (f"{len(diffs)} metric(s) differ" if diffs else "the two runs' metrics are identical")
+          + " (timings, paths and versions not compared)")
+    return 1 if diffs else 0
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -157,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-subset", type=int, default=None, help="as `demo --val-subset`")
     p.add_argument("--workers", type=_workers, default=1, help="processes for the per-scan steps (default 1)")
     p.set_defaults(func=_learning_curve)
+
+    p = sub.add_parser("compare", help="compare the metrics of two runs (metrics.json), e.g. a reproduction",
+                       description="Print every metric that differs between two runs' metrics.json, at any depth "
+                                   "(timings, paths, versions and model files are not compared). Exit status 0 "
+                                   "when they are identical, 1 otherwise.")
+    p.add_argument("first", help="a run's metrics.json, e.g. the committed Results/metrics.json")
+    p.add_argument("second", help="another run's metrics.json")
+    p.add_argument("--show", type=int, default=40, help="differences printed at most (default 40)")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("detect", help="find nodules in CT scans with the trained U-Net + MGI-CNN")
     p.add_argument("scans", nargs="+", metavar="SCAN", help=".mhd, .nrrd, .nii(.gz) file or DICOM series folder")

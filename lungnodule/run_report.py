@@ -1,4 +1,5 @@
-"""The report of a pipeline run: `summary.md` (tables for people) and the metrics table on the console.
+"""The report of a pipeline run: `summary.md` (tables for people), the metrics table on the console, and the
+comparison of two runs' `metrics.json` (what a reproduction check reads).
 
 Everything comes from the run's `metrics.json` content (:func:`lungnodule.pipeline.run`): what data and
 folds, the versions and seed, each system's candidate coverage, AUC and both CPMs with their 95% CIs, the
@@ -8,6 +9,7 @@ stable that choice is, the CT-GAN rates, the warnings of every CPM that may misl
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -133,3 +135,46 @@ def print_summary(report: dict, results_dir: str | Path) -> None:
               f"{_pct(d.get('removed_still_detected'))}")
     print(f"wall time {report['wall_time_s'] / 60:.1f} min; summary: {Path(results_dir) / 'summary.md'}, "
           f"metrics: {Path(results_dir) / 'metrics.json'}", file=sys.stdout, flush=True)
+
+
+# What may differ between two runs of the same commit, seed and machine: times, paths, versions, model files.
+NOT_COMPARED = frozenset({
+    "timings", "wall_time_s", "data_root", "run", "data", "details", "froc_dir", "path", "figure", "froc_figure",
+    "roc_figure", "model", "tampered_root", "figures", "seconds", "patches_per_second",
+    "preprocess_patches_per_second", "test_seconds_per_site", "best_model", "last_model", "history"})
+
+
+def comparable_metrics(report: dict) -> dict:
+    """`report` (a run's metrics.json content) without the keys of :data:`NOT_COMPARED` or any key naming
+    seconds, at any depth: what must be identical between two runs of the same commit, seed and machine."""
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if k not in NOT_COMPARED and "seconds" not in k}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    return clean(json.loads(json.dumps(report, default=str)))
+
+
+def metric_differences(first: dict, second: dict) -> list[str]:
+    """Each difference between two runs' comparable metrics (:func:`comparable_metrics`) as one line
+    ``path: first != second`` (or ``path: only in first``); empty when the runs agree to the last digit."""
+    out: list[str] = []
+
+    def walk(a, b, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                if k not in b or k not in a:
+                    out.append(f"{where}/{k}: only in {'first' if k in a else 'second'}")
+                else:
+                    walk(a[k], b[k], f"{where}/{k}")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{where}[{i}]")
+        elif a != b and not (a != a and b != b):  # NaN on both sides agrees
+            out.append(f"{where}: {a!r} != {b!r}")
+
+    walk(comparable_metrics(first), comparable_metrics(second), "")
+    return out

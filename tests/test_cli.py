@@ -72,3 +72,22 @@ def test_a_run_prints_no_tensorflow_log_lines_and_ends_with_its_metrics(tiny_dat
     assert not noise, "\n".join(noise[:5])
     tail = proc.stdout.strip().splitlines()[-15:]
     assert any("CPM" in line for line in tail) and any(line.startswith("U-Net candidates") for line in tail), "\n".join(tail)
+
+
+def test_compare_command_reports_each_differing_metric(tmp_path, capsys):
+    run = {"seed": 0, "timings": {"unet_train": 12.0}, "run": {"commit": "a"},
+           "fused": {"cpm": 0.5, "auc": float("nan"), "sensitivities": {"1": 0.25, "8": 0.75}}}
+    rerun = json.loads(json.dumps(run))
+    rerun["timings"]["unet_train"], rerun["run"]["commit"] = 99.0, "b"  # not compared
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(run))
+    second.write_text(json.dumps(rerun))
+    assert main(["compare", str(first), str(second)]) == 0
+    assert "identical" in capsys.readouterr().out
+    rerun["fused"]["sensitivities"]["8"] = 0.8
+    second.write_text(json.dumps(rerun))
+    assert main(["compare", str(first), str(second)]) == 1
+    out = capsys.readouterr().out
+    assert "/fused/sensitivities/8: 0.75 != 0.8" in out and "1 metric(s) differ" in out
+    assert main(["compare", str(first), str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 
 from lungnodule.mgicnn.fusion import DEFAULT_WEIGHTS
 from lungnodule.pipeline import run
+from lungnodule.run_report import metric_differences
 
 # Roc.png needs both classes among the test candidates, which the tiny U-Net need not give.
 FIGURES = ["Unet_loss.png", "Unet_results.png", "3DCNN_acc.png", "FROC.png", "GAN_loss_curve.png", "GAN_results.png"]
@@ -57,26 +58,15 @@ def test_figures_are_written(tiny_demo):
     assert (root / "Results" / "Roc.png").exists() == (auc is not None and not math.isnan(auc))
 
 
-def _metrics(report: dict) -> dict:
-    """Every metric of a run, without what may differ between two runs (paths, times)."""
-    drop = {"timings", "wall_time_s", "data_root", "run", "data", "details", "froc_dir", "path", "figure",
-            "froc_figure", "roc_figure", "model", "tampered_root", "figures", "seconds", "patches_per_second",
-            "preprocess_patches_per_second", "test_seconds_per_site", "best_model", "last_model", "history"}
-
-    def clean(x):
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items() if k not in drop and "seconds" not in k}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    return clean(json.loads(json.dumps(report, default=str)))
-
-
 def test_the_same_run_twice_gives_the_same_metrics(tiny_demo, tmp_path):
     _, first = tiny_demo
     second = _tiny(tmp_path)
-    assert _metrics(second) == _metrics(first)
+    assert metric_differences(first, second) == []
+    # The comparison itself sees a change in any metric, at any depth.
+    changed = json.loads(json.dumps(second))
+    changed["fused"]["sensitivities"]["1"] += 1e-12
+    assert metric_differences(first, changed) == [f"/fused/sensitivities/1: {first['fused']['sensitivities']['1']!r}"
+                                                  f" != {changed['fused']['sensitivities']['1']!r}"]
 
 
 def test_unknown_step_or_preset_is_refused(tmp_path):
