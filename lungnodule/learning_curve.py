@@ -125,11 +125,10 @@ def learning_curve(data_root: str | os.PathLike | None = None, work_dir: str | o
             t0 = time.perf_counter()
             layout = Layout(point_dir)
             figures = point_dir / "figures"
-            stage1 = unet_step(unet_f, data_root, layout, figures, workers)
+            unet_step(unet_f, data_root, layout, figures, workers)
             out = mgicnn_step(mgi_f, data_root, layout, figures, workers)
-            metrics = {"unet": {**out["unet"], "candidate_sensitivity": stage1["candidate_sensitivity"],
-                                "candidates_per_scan": stage1["candidates_per_scan"]},
-                       "mgicnn_alone": out.get("mgicnn_alone"), "fused": out.get("mgicnn"),
+            # The systems as the run reports them (lungnodule.pipeline.run), so that budget 1 matches the run.
+            metrics = {"unet": out.get("unet"), "mgicnn_alone": out.get("mgicnn_alone"), "fused": out.get("mgicnn"),
                        "fp_reduction_track": out.get("fp_reduction_track")}
             point = {"systems": _systems(metrics), "fused_minus_unet": out.get("fused_minus_unet"),
                      "fusion_weight": (out.get("fusion") or {}).get("weight"), "source": "trained",
