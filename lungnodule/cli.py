@@ -41,11 +41,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _learning_curve(args: argparse.Namespace) -> int:
-    from .learning_curve import learning_curve
+    from .learning_curve import data_curve, learning_curve
 
-    learning_curve(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir,
-                   preset=args.preset, fractions=args.fractions, seed=args.seed, test_subsets=args.test_subsets,
-                   val_subset=args.val_subset, workers=args.workers)
+    common = dict(data_root=args.data_root, work_dir=args.work_dir, results_dir=args.results_dir, preset=args.preset,
+                  seed=args.seed, test_subsets=args.test_subsets, val_subset=args.val_subset, workers=args.workers)
+    if args.train_subsets is not None:
+        data_curve(train_counts=args.train_subsets or None, **common)
+    else:
+        learning_curve(fractions=args.fractions, **common)
     return 0
 
 
@@ -164,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("learning-curve", help="held-out CPM against training budget (after `demo` on the same preset)",
                        description="Train the demo's two-stage chain from scratch with both networks' epochs scaled "
-                                   "by each --fractions value, score each on the held-out subsets and draw "
+                                   "by each --fractions value (or, with --train-subsets, on fewer training "
+                                   "subsets), score each on the held-out subsets and draw "
                                    "learning_curve.png (stable CPM with 95%% CIs per system). Fraction 1 is the "
                                    "`demo` run itself when its models were trained with the same settings; finished "
                                    "points are kept and skipped on a rerun.")
@@ -172,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run preset whose data, folds and stage settings are used (default: bench)")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 1.0],
                    help="training budgets as fractions of the preset's epochs (default: 0.25 0.5 1)")
+    p.add_argument("--train-subsets", nargs="*", type=int, default=None, metavar="K",
+                   help="instead of budgets: the curve against training data, the preset's epochs trained on the "
+                        "first K of the run's training subsets for each K (no value: 1 ... all); writes "
+                        "learning_curve_data.png/json")
     p.add_argument("--data-root", default=None, help="the run's dataset (default: the preset's)")
     p.add_argument("--work-dir", default=None, help="the run's work folder; points go to <work-dir>/learning_curve/")
     p.add_argument("--results-dir", default=None, help="where learning_curve.png/json go (default: the preset's)")

@@ -125,3 +125,36 @@ def test_learning_curve_reuses_the_run_and_resumes(tiny_demo, monkeypatch):
     assert scaled_epochs(50, 0.25) == 13 and scaled_epochs(3, 0.1) == 1
     with pytest.raises(ValueError, match="positive"):
         scaled_epochs(10, 0)
+
+
+def test_data_curve_links_a_reduced_root_and_reuses_the_run(tiny_demo, tmp_path):
+    from lungnodule.errors import DataError
+    from lungnodule.learning_curve import data_curve, training_subset_root
+    from lungnodule.luna import LunaDataset
+
+    root, out = tiny_demo
+    full = LunaDataset(root / "synthetic")
+    reduced = training_subset_root(root / "synthetic", [2, 0], tmp_path / "reduced")
+    ds = LunaDataset(reduced)
+    assert list(ds.subsets) == [0, 2] and (reduced / "subset0").is_symlink()
+    assert sorted(ds.uids_in([0, 2])) == sorted(full.uids_in([0, 2])) and ds.uids_in([1]) == []
+    assert ds.annotations.equals(full.annotations)  # the CSVs are the dataset's own
+    assert training_subset_root(root / "synthetic", [0, 2], tmp_path / "reduced") == reduced  # a rerun resumes
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "subset0").write_text("not a link")
+    with pytest.raises(DataError, match="not a link"):
+        training_subset_root(root / "synthetic", [0], tmp_path / "taken")
+    with pytest.raises(DataError, match="outside the dataset"):
+        training_subset_root(root / "synthetic", [0], root / "synthetic" / "reduced")
+    with pytest.raises(DataError, match="subset7"):
+        training_subset_root(root / "synthetic", [7], tmp_path / "other")
+
+    # The tiny run trains on one subset: its only point is the run itself, drawn against its training nodules.
+    curve = data_curve(root / "synthetic", root / "work", root / "Results", preset="tiny", seed=0)
+    (point,) = curve["points"]
+    assert point["source"] == "run" and point["train_subsets"] == [0]
+    assert point["train_nodules"] == int(full.annotations["seriesuid"].isin(full.uids_in([0])).sum()) > 0
+    assert point["systems"]["fused"]["cpm_stable"] == out["fused"]["cpm_stable"]
+    assert (root / "Results" / "learning_curve_data.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="1..1"):
+        data_curve(root / "synthetic", root / "work", root / "Results", preset="tiny", train_counts=(2,))
