@@ -118,6 +118,33 @@ def _train_point(unet_cfg, mgi_cfg, data_root: Path, point_dir: Path, workers: i
             "commit": commit, "wall_time_s": time.perf_counter() - t0}
 
 
+def _point(label: str, detail: str, fields: dict, point_dir: Path, from_run: dict | None, train) -> dict:
+    """One point of a curve, `fields` (its x values) first: `from_run` (the run's own figures) when given, else
+    the `point_dir/point.json` a former call saved, else `train()`'s figures, saved there."""
+    saved = point_dir / "point.json"
+    point = from_run
+    if point is None and saved.is_file():
+        point = json.loads(saved.read_text())
+        print(f"learning curve: {label} already scored ({saved})", flush=True)
+    if point is None:
+        print(f"\n=== learning curve: {label} ({detail}) ===", flush=True)
+        point = {**fields, **train()}
+        write_text(saved, json.dumps(_as_json(point), indent=2))
+    point = _as_json({**fields, **point})
+    fused = point["systems"].get("fused", {})
+    print(f"{label}: fused stable CPM {fused.get('cpm_stable', float('nan')):.3f} ({point['source']})", flush=True)
+    return point
+
+
+def _write_curve(report: dict, info: dict, results_dir: Path, name: str) -> dict:
+    """Record the run's provenance in `report` and write `results_dir/<name>.png` and `<name>.json`."""
+    report["run"] = info
+    results_dir.mkdir(parents=True, exist_ok=True)
+    plot_learning_curve(report, results_dir / f"{name}.png")
+    write_text(results_dir / f"{name}.json", json.dumps(report, indent=2))
+    return report
+
+
 def learning_curve(data_root: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
                    results_dir: str | os.PathLike | None = None, preset: str = "bench",
                    fractions: Sequence[float] = (0.25, 0.5, 1.0), seed: int = 0,
@@ -146,27 +173,12 @@ def learning_curve(data_root: str | os.PathLike | None = None, work_dir: str | o
         unet_f = unet_cfg.replace(epochs=scaled_epochs(unet_cfg.epochs, f))
         mgi_f = mgi_cfg.replace(epochs=scaled_epochs(mgi_cfg.epochs, f))
         point_dir = work_dir / "learning_curve" / f"budget_{f:g}"
-        saved = point_dir / "point.json"
-        point = _run_point(results_dir, work_dir, report, unet_f, mgi_f) if f == 1.0 else None
-        if point is None and saved.is_file():
-            point = json.loads(saved.read_text())
-            print(f"learning curve: budget {f:g} already scored ({saved})", flush=True)
-        if point is None:
-            print(f"\n=== learning curve: budget {f:g} (U-Net {unet_f.epochs} epochs, MGI-CNN {mgi_f.epochs}) ===",
-                  flush=True)
-            point = _train_point(unet_f, mgi_f, data_root, point_dir, workers, info["commit"])
-            point = {"fraction": f, "epochs": {"unet": unet_f.epochs, "mgicnn": mgi_f.epochs}, **point}
-            write_text(saved, json.dumps(_as_json(point), indent=2))
-        point = {"fraction": f, "epochs": {"unet": unet_f.epochs, "mgicnn": mgi_f.epochs}, **point}
-        report["points"].append(_as_json(point))
-        fused = point["systems"].get("fused", {})
-        print(f"budget {f:g}: fused stable CPM {fused.get('cpm_stable', float('nan')):.3f} "
-              f"({point['source']})", flush=True)
-    report["run"] = info
-    results_dir.mkdir(parents=True, exist_ok=True)
-    plot_learning_curve(report, results_dir / "learning_curve.png")
-    write_text(results_dir / "learning_curve.json", json.dumps(report, indent=2))
-    return report
+        from_run = _run_point(results_dir, work_dir, report, unet_f, mgi_f) if f == 1.0 else None
+        report["points"].append(_point(
+            f"budget {f:g}", f"U-Net {unet_f.epochs} epochs, MGI-CNN {mgi_f.epochs}",
+            {"fraction": f, "epochs": {"unet": unet_f.epochs, "mgicnn": mgi_f.epochs}}, point_dir, from_run,
+            lambda: _train_point(unet_f, mgi_f, data_root, point_dir, workers, info["commit"])))
+    return _write_curve(report, info, results_dir, "learning_curve")
 
 
 def training_subset_root(data_root: str | os.PathLike, keep: Sequence[int], dest: str | os.PathLike) -> Path:
@@ -230,29 +242,19 @@ def data_curve(data_root: str | os.PathLike | None = None, work_dir: str | os.Pa
         if nodules == 0:
             raise DataError(data_root, f"training subsets {kept} hold no annotated nodule")
         point_dir = work_dir / "learning_curve" / f"train_{k}of{len(train)}"
-        saved = point_dir / "point.json"
-        point = _run_point(results_dir, work_dir, report, unet_cfg, mgi_cfg) if k == len(train) else None
-        if point is None and saved.is_file():
-            point = json.loads(saved.read_text())
-            print(f"learning curve: training subsets {kept} already scored ({saved})", flush=True)
-        if point is None:
-            print(f"\n=== learning curve: training subsets {kept} ({len(uids)} scans, {nodules} nodules) ===",
-                  flush=True)
-            root = data_root if k == len(train) else training_subset_root(
-                data_root, kept + folds["val"] + folds["test"], point_dir / "data")
-            point = _train_point(unet_cfg, mgi_cfg, root, point_dir, workers, info["commit"])
-            point = {"train_subsets": kept, "train_scans": len(uids), "train_nodules": nodules, **point}
-            write_text(saved, json.dumps(_as_json(point), indent=2))
-        point = {"train_subsets": kept, "train_scans": len(uids), "train_nodules": nodules, **point}
-        report["points"].append(_as_json(point))
-        fused = point["systems"].get("fused", {})
-        print(f"training subsets {kept}: fused stable CPM {fused.get('cpm_stable', float('nan')):.3f} "
-              f"({point['source']})", flush=True)
-    report["run"] = info
-    results_dir.mkdir(parents=True, exist_ok=True)
-    plot_learning_curve(report, results_dir / "learning_curve_data.png")
-    write_text(results_dir / "learning_curve_data.json", json.dumps(report, indent=2))
-    return report
+        from_run = _run_point(results_dir, work_dir, report, unet_cfg, mgi_cfg) if k == len(train) else None
+        root = data_root if k == len(train) else point_dir / "data"
+
+        def train_point():
+            if root != data_root:
+                training_subset_root(data_root, kept + folds["val"] + folds["test"], root)
+            return _train_point(unet_cfg, mgi_cfg, root, point_dir, workers, info["commit"])
+
+        report["points"].append(_point(
+            f"training subsets {kept}", f"{len(uids)} scans, {nodules} nodules",
+            {"train_subsets": kept, "train_scans": len(uids), "train_nodules": nodules}, point_dir, from_run,
+            train_point))
+    return _write_curve(report, info, results_dir, "learning_curve_data")
 
 
 def plot_learning_curve(report: dict, path: str | os.PathLike) -> None:
