@@ -296,6 +296,31 @@ def _train_and_score(mgi_config: "MgiConfig", data_root: Path, mgi_dir: Path, un
             "fusion_weight": fold.get("fusion_weight", 0.0)}
 
 
+def check_trained_apart(trained_on: Sequence[int], tested: Sequence[int], record: Path, what: str) -> None:
+    """DataError naming `record` when a model fed into an experiment (`what`) was trained on any of the subsets
+    `tested` that the experiment scores or selects on: its outputs there would be read on its own training data."""
+    from .errors import DataError
+
+    overlap = sorted(set(int(s) for s in trained_on) & set(int(s) for s in tested))
+    if overlap:
+        raise DataError(record, f"{what} was trained on subset(s) {overlap}, which this experiment validates or "
+                                f"tests on; give the experiment the folds that model was trained for "
+                                f"(--test-subsets / --val-subset) or train it again with these")
+
+
+def _subsets_trained_on(record: Path, subsets: Sequence[int]) -> list[int]:
+    """The subsets a stage trained on, from its record: CT-GAN's `trainset.json` holds its split; a `train.json`
+    its config, whose test and validation subsets it held out of the dataset's `subsets`. Empty where there is
+    no record (a model from elsewhere: nothing to check)."""
+    if not record.is_file():
+        return []
+    data = json.loads(record.read_text())
+    if "split" in data:
+        return list(data["split"]["train"])
+    held = set(data["config"]["test_subsets"]) | {data["config"]["val_subset"]}
+    return [s for s in subsets if s not in held]
+
+
 def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.PathLike,
                             results_dir: str | os.PathLike | None = "Results", seed: int = 0, preset: str = "demo", *,
                             ctgan_config: "CTGANConfig | None" = None,
@@ -331,6 +356,16 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     work_dir = Path(work_dir)
     ctgan_dir = Path(ctgan_dir) if ctgan_dir else work_dir.parent / "ctgan"
     unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
+    # Both models fed into the experiment must not have trained on its test or validation scans (the script's
+    # presets hold a 5-subset root's folds; a bench run's models hold its own): fail now, not after an hour.
+    held = list(ctgan_config.test_subsets) + [ctgan_config.val_subset]
+    present = LunaDataset(data_root).subsets
+    record = ctgan_dir / "inject" / "trainset.json"
+    check_trained_apart(_subsets_trained_on(record, present), held, record, f"the injector in {ctgan_dir}")
+    if "unet" in mgi_config.train_sources or mgi_config.eval_source == "unet":
+        record = unet_dir / "train.json"
+        check_trained_apart(_subsets_trained_on(record, present), held, record,
+                            f"the U-Net whose candidates are in {unet_dir}")
     t0 = time.perf_counter()
     built = build_augmented_dataset(ctgan_config, data_root, ctgan_dir, work_dir / "augmented", copies_per_scan,
                                     progress)

@@ -207,3 +207,25 @@ def test_experiment_trains_both_and_writes_only_its_outputs(tiny_dataset, inject
     assert sorted(p.name for p in results.iterdir()) == ["GAN_augmentation.png"]
     assert sorted(p.name for p in work.iterdir()) == ["augmentation.json", "augmented", "mgicnn_augmented",
                                                       "mgicnn_baseline"]
+
+
+def test_experiment_refuses_models_trained_on_its_held_out_scans(tiny_dataset, injector, tmp_path):
+    import shutil
+
+    from lungnodule.errors import DataError
+    from lungnodule.pipeline import augmentation_experiment, check_trained_apart
+
+    check_trained_apart([0, 1], [2, 3], tmp_path / "train.json", "a model")  # apart: nothing to say
+    with pytest.raises(DataError, match=r"subset\(s\) \[3\]"):
+        check_trained_apart([0, 3], [2, 3], tmp_path / "train.json", "a model")
+    # An injector whose record says it trained on the experiment's test subset (a bench injector read with the
+    # 5-subset preset's folds, say) is refused before any tampering.
+    ctgan_dir = tmp_path / "ctgan"
+    shutil.copytree(injector, ctgan_dir)
+    (ctgan_dir / "inject" / "trainset.json").write_text(json.dumps(
+        {"mode": "inject", "split": {"train": [0, *TINY.test_subsets], "val": [TINY.val_subset], "test": []}}))
+    work = tmp_path / "work" / "ctgan_aug"
+    with pytest.raises(DataError, match="trainset.json.*the injector"):
+        augmentation_experiment(tiny_dataset, work, tmp_path / "Results", seed=0, preset="tiny",
+                                ctgan_dir=ctgan_dir, n_bootstrap=10, progress=False)
+    assert not (work / "augmented").exists()
