@@ -358,19 +358,18 @@ def augmentation_experiment(data_root: str | os.PathLike, work_dir: str | os.Pat
     unet_dir = Path(unet_dir) if unet_dir else work_dir.parent / "unet"
     # Both models fed into the experiment must not have trained on its test or validation scans (the script's
     # presets hold a 5-subset root's folds; a bench run's models hold its own): fail now, not after an hour.
+    dataset = LunaDataset(data_root)
     held = list(ctgan_config.test_subsets) + [ctgan_config.val_subset]
-    present = LunaDataset(data_root).subsets
     record = ctgan_dir / "inject" / "trainset.json"
-    check_trained_apart(_subsets_trained_on(record, present), held, record, f"the injector in {ctgan_dir}")
+    check_trained_apart(_subsets_trained_on(record, dataset.subsets), held, record, f"the injector in {ctgan_dir}")
     if "unet" in mgi_config.train_sources or mgi_config.eval_source == "unet":
         record = unet_dir / "train.json"
-        check_trained_apart(_subsets_trained_on(record, present), held, record,
+        check_trained_apart(_subsets_trained_on(record, dataset.subsets), held, record,
                             f"the U-Net whose candidates are in {unet_dir}")
     t0 = time.perf_counter()
     built = build_augmented_dataset(ctgan_config, data_root, ctgan_dir, work_dir / "augmented", copies_per_scan,
                                     progress)
     timings = {"build_augmented_dataset": round(time.perf_counter() - t0, 2)}
-    dataset = LunaDataset(data_root)
     excluded = dataset.excluded
     uids = dataset.uids_in(ctgan_config.test_subsets)
     roots = {"baseline": Path(data_root), "augmented": work_dir / "augmented"}
