@@ -27,6 +27,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--thresholds", nargs="+", type=float, default=[0.001, 0.003, 0.01, 0.03, 0.1])
     parser.add_argument("--caps", nargs="+", type=int, default=[20, 50, 100])
     parser.add_argument("--peak-radius-mm", nargs="+", type=float, default=[5.0])
+    parser.add_argument("--tta", nargs="+", type=int, default=[0], choices=[0, 1],
+                        help="1: average the U-Net over the 4 in-plane flips (0 1: compare both)")
     args = parser.parse_args(argv)
     silence_native_logs()
 
@@ -45,18 +47,20 @@ def main(argv=None) -> pd.DataFrame:
     t0 = time.perf_counter()
     for uid in uids:
         volume = ds.load(uid)
-        prob = predict_volume(model, volume, config)
-        for mode in args.modes:
-            for radius in (args.peak_radius_mm if mode == "peaks" else [0.0]):
-                cfg = config.replace(candidate_mode=mode, peak_radius_mm=radius or 5.0)
-                for t in args.thresholds:
-                    cands = candidates_from_probability(prob, volume, cfg, t, max(args.caps))
-                    for cap in args.caps:
-                        frames.setdefault((mode, radius, t, cap), []).append(cands.head(cap).assign(seriesuid=uid))
+        for tta in args.tta:
+            prob = predict_volume(model, volume, config.replace(tta_flips=bool(tta)))
+            for mode in args.modes:
+                for radius in (args.peak_radius_mm if mode == "peaks" else [0.0]):
+                    cfg = config.replace(candidate_mode=mode, peak_radius_mm=radius or 5.0)
+                    for t in args.thresholds:
+                        cands = candidates_from_probability(prob, volume, cfg, t, max(args.caps))
+                        for cap in args.caps:
+                            frames.setdefault((tta, mode, radius, t, cap), []).append(
+                                cands.head(cap).assign(seriesuid=uid))
     rows = []
-    for (mode, radius, t, cap), parts in frames.items():
+    for (tta, mode, radius, t, cap), parts in frames.items():
         m = split_metrics(pd.concat(parts, ignore_index=True), ds.annotations, uids)
-        rows.append({"mode": mode, "peak_radius_mm": radius or None, "threshold": t, "cap": cap,
+        rows.append({"tta": tta, "mode": mode, "peak_radius_mm": radius or None, "threshold": t, "cap": cap,
                      "sensitivity": m["candidate_sensitivity"], "hit": m["nodules_hit"], "nodules": m["nodules"],
                      "candidates_per_scan": m["candidates_per_scan"]})
     table = pd.DataFrame(rows)

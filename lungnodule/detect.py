@@ -84,7 +84,7 @@ def load_detector(unet_dir: str | os.PathLike = "data/work/unet",
                    if train_json.is_file() else UNET_PRESETS["paper"])
     det = _read_json(unet_dir / "detection.json", unet_fix)
     unet_config = unet_config.replace(**{k: det[k] for k in ("candidate_mode", "peak_radius_mm", "score",
-                                                             "min_component_voxels") if k in det})
+                                                             "min_component_voxels", "tta_flips") if k in det})
     mgi_fix = ("`python 3DCNN/preprocess.py`, `python 3DCNN/train.py` and `python 3DCNN/test.py` make it "
                "(or `lungnodule demo` for the demo models)")
     mdet = _read_json(mgicnn_dir / "detection.json", mgi_fix)

@@ -422,3 +422,19 @@ def test_unet_threshold_choice_keeps_the_configured_one_without_validation_nodul
     assert _choose_threshold(grid) is None
     grid["candidate_sensitivity"] = [0.8, 0.8]
     assert _choose_threshold(grid) == 0.5
+
+
+def test_flip_averaging_is_flip_equivariant_and_changes_the_map():
+    from lungnodule.unet.inference import _predict_batch
+
+    keras.utils.set_random_seed(0)
+    model = build_unet((32, 32, 3), 4, 4)
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    plain, tta = _predict_batch(model, x, False), _predict_batch(model, x, True)
+    assert plain.shape == tta.shape == (2, 32, 32)
+    # The mean over the four flips, each flipped back, is the same map for a flipped input, flipped.
+    for axes in [(1,), (2,), (1, 2)]:
+        flipped = _predict_batch(model, np.ascontiguousarray(np.flip(x, axis=axes)), True)
+        np.testing.assert_allclose(flipped, np.flip(tta, axis=axes), atol=1e-5)
+    # An untrained network is not flip-symmetric, so averaging changes its output.
+    assert np.abs(plain - tta).max() > 1e-4

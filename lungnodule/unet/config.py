@@ -80,6 +80,7 @@ class UnetConfig(Settings):
                                   ("components", "peaks"))
     peak_radius_mm: float = setting(5.0, "peaks: the neighbourhood a peak is the maximum of (mm)")
     predict_batch_size: int = setting(8, "slices per prediction batch")
+    tta_flips: bool = setting(False, "average the probability over the 4 in-plane flips of each slice")
 
 
 PRESETS: dict[str, UnetConfig] = {

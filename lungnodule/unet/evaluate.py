@@ -147,7 +147,7 @@ def test(config: UnetConfig, data_root: str | os.PathLike, work_dir: str | os.Pa
     chosen_on = f"validation subset {folds['val']}" if chosen is not None else "configured (not tuned)"
     detection = {"threshold": threshold, "max_candidates": config.max_candidates, "score": config.score,
                  "min_component_voxels": config.min_component_voxels, "candidate_mode": config.candidate_mode,
-                 "peak_radius_mm": config.peak_radius_mm,
+                 "peak_radius_mm": config.peak_radius_mm, "tta_flips": config.tta_flips,
                  "chosen_on": chosen_on, "model": str(model_path),
                  "validation_grid": table.to_dict(orient="records")}
     write_text(work_dir / "detection.json", json.dumps(detection, indent=2))

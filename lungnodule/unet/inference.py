@@ -32,6 +32,18 @@ def _input_size(model: keras.Model, config: UnetConfig) -> int:
     return int(shape[1]) if shape[1] is not None else config.image_size
 
 
+def _predict_batch(model: keras.Model, x: np.ndarray, tta_flips: bool) -> np.ndarray:
+    """Probability maps (N, S, S) of input slices (N, S, S, C); with `tta_flips` the mean over the four
+    in-plane flips (none, y, x, both), each flipped back before averaging."""
+    views = [(), (1,), (2,), (1, 2)] if tta_flips else [()]
+    total = np.zeros(x.shape[:3], dtype=np.float32)
+    for axes in views:
+        view = np.ascontiguousarray(np.flip(x, axis=axes)) if axes else x
+        p = keras.ops.convert_to_numpy(model(view, training=False))[..., 0]
+        total += np.flip(p, axis=axes) if axes else p
+    return total / len(views)
+
+
 def predict_volume(model: keras.Model, volume: Volume, config: UnetConfig, batch_size: int | None = None) -> np.ndarray:
     """Per-voxel nodule probability (z, y, x) float16 of `volume`, same shape as its array.
 
@@ -48,7 +60,7 @@ def predict_volume(model: keras.Model, volume: Volume, config: UnetConfig, batch
         chunk = zs[start:start + _CHUNK]
         x = prepare_stacks(volume.array, chunk, config, lungs, volume.spacing_zyx[0])
         for b in range(0, len(chunk), batch_size):
-            p = keras.ops.convert_to_numpy(model(x[b:b + batch_size], training=False))[..., 0]
+            p = _predict_batch(model, x[b:b + batch_size], config.tta_flips)
             for i, z in enumerate(chunk[b:b + batch_size]):
                 prob[z] = cv2.resize(p[i], (w, h), interpolation=cv2.INTER_LINEAR)
     return prob
