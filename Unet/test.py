@@ -31,6 +31,7 @@ MIN_COMPONENT_VOXELS = 1
 SCORE = "max"
 CANDIDATE_MODE = "components"
 PEAK_RADIUS_MM = 5.0
+TTA_FLIPS = False  # average the U-Net over the four in-plane flips (4x the prediction time)
 PREDICT_BATCH_SIZE = 8
 N_BOOTSTRAP = 1000
 SEED = 0
