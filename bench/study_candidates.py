@@ -1,9 +1,10 @@
 """Stage-1 candidate extraction on a validation subset: components against peaks, thresholds, caps per scan.
 
 Predicts each scan of the subset once with a trained U-Net (`<unet-dir>/best.keras`, its train.json input
-settings) and extracts candidates with every combination of `--modes`, `--thresholds` and `--caps`; prints
-candidate sensitivity (LUNA16 hit rule), candidates per scan and the nodules missed, per combination. A
-validation study: run it on the validation subset, never on a test subset.
+settings; with `--tta 0 1` also averaged over the four in-plane flips) and extracts candidates with every
+combination of `--modes`, `--thresholds` and `--caps`; prints candidate sensitivity (LUNA16 hit rule), nodules
+hit and candidates per scan, per combination. A validation study: run it on the validation subset, never on a
+test subset.
 
     python bench/study_candidates.py --data-root data/synthetic_bench --unet-dir data/work_bench/unet --subset 6
 """
