@@ -35,13 +35,14 @@ def _input_size(model: keras.Model, config: UnetConfig) -> int:
 def _predict_batch(model: keras.Model, x: np.ndarray, tta_flips: bool) -> np.ndarray:
     """Probability maps (N, S, S) of input slices (N, S, S, C); with `tta_flips` the mean over the four
     in-plane flips (none, y, x, both), each flipped back before averaging."""
-    views = [(), (1,), (2,), (1, 2)] if tta_flips else [()]
-    total = np.zeros(x.shape[:3], dtype=np.float32)
-    for axes in views:
-        view = np.ascontiguousarray(np.flip(x, axis=axes)) if axes else x
-        p = keras.ops.convert_to_numpy(model(view, training=False))[..., 0]
-        total += np.flip(p, axis=axes) if axes else p
-    return total / len(views)
+    plain = keras.ops.convert_to_numpy(model(x, training=False))[..., 0]
+    if not tta_flips:
+        return plain
+    total = plain.astype(np.float32)
+    for axes in [(1,), (2,), (1, 2)]:
+        p = keras.ops.convert_to_numpy(model(np.ascontiguousarray(np.flip(x, axis=axes)), training=False))[..., 0]
+        total += np.flip(p, axis=axes)
+    return total / 4
 
 
 def predict_volume(model: keras.Model, volume: Volume, config: UnetConfig, batch_size: int | None = None) -> np.ndarray:
