@@ -158,3 +158,42 @@ def test_data_curve_links_a_reduced_root_and_reuses_the_run(tiny_demo, tmp_path)
     assert (root / "Results" / "learning_curve_data.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="1..1"):
         data_curve(root / "synthetic", root / "work", root / "Results", preset="tiny", train_counts=(2,))
+
+
+def test_flip_study_reruns_the_chain_from_the_same_unet_and_pairs_it(tiny_demo, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    import lungnodule.pipeline as pipeline
+    from lungnodule.errors import DataError
+
+    root, out = tiny_demo
+    path = Path(__file__).resolve().parents[1] / "bench" / "study_flips_heldout.py"
+    spec = importlib.util.spec_from_file_location("study_flips_heldout", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    args = ["--data-root", str(root / "synthetic"), "--base-dir", str(root / "work"), "--preset", "tiny",
+            "--n-bootstrap", "50"]
+    flips = root / "work" / "flips"
+    got = study.main([*args, "--work-dir", str(flips)])
+    # The same network, now averaged over flips; the run it compares with is read, not rewritten.
+    assert (flips / "unet" / "best.keras").read_bytes() == (root / "work" / "unet" / "best.keras").read_bytes()
+    assert json.loads((flips / "unet" / "detection.json").read_text())["tta_flips"] is True
+    assert json.loads((root / "work" / "unet" / "detection.json").read_text())["tta_flips"] is False
+    assert got["systems"]["fused_plain"]["cpm_stable"] == out["fused"]["cpm_stable"]
+    assert got["systems"]["unet_plain"]["cpm_stable"] == out["unet"]["cpm_stable"]
+    for system in ("unet", "fused"):
+        d = got["difference"][system]
+        assert d["difference"] == pytest.approx(got["systems"][f"{system}_flips"]["cpm"]
+                                                - got["systems"][f"{system}_plain"]["cpm"])
+        assert d["ci95"][0] <= d["ci95"][1] and d["n_bootstrap"] == 50
+    assert (flips / "flips_heldout.png").stat().st_size > 1000
+    assert json.loads((flips / "flips_heldout.json").read_text())["test_scans"] == out["heldout_scans"]
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished step was run again")
+
+    monkeypatch.setattr(pipeline, "mgicnn_step", no_training)
+    assert study.main([*args, "--work-dir", str(flips)])["systems"] == got["systems"]
+    with pytest.raises(DataError, match="overwrite"):
+        study.main([*args, "--work-dir", str(root / "work")])
