@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
     from lungnodule.learning_curve import _run_setup
     from lungnodule.luna import read_results
     from lungnodule.pipeline import Layout, mgicnn_step, stage_configs
+    from lungnodule.provenance import run_info
     from lungnodule.unet.evaluate import test as unet_test
 
     base, work = Path(args.base_dir).resolve(), Path(args.work_dir).resolve()
@@ -78,18 +79,17 @@ def main(argv=None) -> dict:
 
     uids = dataset.uids_in(folds["test"])
     files = {"unet": ("unet", "candidates_unet.csv"), "fused": ("mgicnn", "results_mgicnn.csv")}
+    runs = {"plain": base, "flips": work}
     results = {(run, system): evaluate_cad(dataset.annotations, dataset.excluded, uids,
                                            read_results(d / files[system][0] / files[system][1]),
                                            n_bootstrap=args.n_bootstrap, seed=args.seed)
-               for run, d in (("plain", base), ("flips", work)) for system in files}
-    detection = {run: json.loads((d / "unet" / "detection.json").read_text()) for run, d in
-                 (("plain", base), ("flips", work))}
-    fusion = {run: json.loads((d / "mgicnn" / "test_metrics.json").read_text()).get("fusion") for run, d in
-              (("plain", base), ("flips", work))}
-    out: dict = {"preset": args.preset, "seed": args.seed, "folds": folds, "test_scans": len(uids),
+               for run, d in runs.items() for system in files}
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    out: dict = {"preset": args.preset, "folds": folds, "test_scans": len(uids), "run": run_info(args.seed),
                  "base_dir": str(base), "work_dir": str(work), "timings": timings,
-                 "threshold": {run: d["threshold"] for run, d in detection.items()},
-                 "fusion": fusion, "systems": {}, "difference": {}}
+                 "threshold": {run: read(d / "unet" / "detection.json")["threshold"] for run, d in runs.items()},
+                 "fusion": {run: read(d / "mgicnn" / "test_metrics.json").get("fusion") for run, d in runs.items()},
+                 "systems": {}, "difference": {}}
     for system in files:
         for run in ("plain", "flips"):
             out["systems"][f"{system}_{run}"] = results[run, system].metrics()

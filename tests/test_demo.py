@@ -165,6 +165,7 @@ def test_flip_study_reruns_the_chain_from_the_same_unet_and_pairs_it(tiny_demo, 
     from pathlib import Path
 
     import lungnodule.pipeline as pipeline
+    import lungnodule.unet.evaluate as unet_evaluate
     from lungnodule.errors import DataError
 
     root, out = tiny_demo
@@ -194,6 +195,7 @@ def test_flip_study_reruns_the_chain_from_the_same_unet_and_pairs_it(tiny_demo, 
         raise AssertionError("a finished step was run again")
 
     monkeypatch.setattr(pipeline, "mgicnn_step", no_training)
+    monkeypatch.setattr(unet_evaluate, "test", no_training)
     assert study.main([*args, "--work-dir", str(flips)])["systems"] == got["systems"]
     with pytest.raises(DataError, match="overwrite"):
         study.main([*args, "--work-dir", str(root / "work")])
